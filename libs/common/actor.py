@@ -1,0 +1,413 @@
+"""The actor: a service's mailboxes, its handler table, and the exactly-once batch transaction.
+
+For each fetched batch, in ONE SQLite transaction on the database thread: every message is looked
+up in the inbox (a redelivery or a republished duplicate stops there), its handler applies the
+domain effect and emits events into the outbox, and the inbox records it. Then commit, then ack.
+An ack lost after the commit only causes a redelivery that the inbox absorbs; a crash before the
+commit leaves nothing applied. A message that can never be processed is written as a dead letter
+in that same transaction, and only then terminated.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+from nats.aio.msg import Msg
+from sinew.contracts import ops
+from sinew.contracts.catalogue import Catalogue, Channel, parse_subject
+from sinew.contracts.envelope import Envelope, utc_now
+
+from .context import Context, Publications
+from .errors import Invalid, Transient
+from .faults import fault_point
+from .metrics import RuntimeMetrics
+from .provision import DeliveryPolicy
+from .telemetry import handling_span
+
+log = logging.getLogger("sinew.actor")
+
+Handler = Callable[[Any, Context], None]
+Parser = Callable[[bytes, dict[str, str]], msgspec.Struct]
+
+
+@dataclass
+class Delivery:
+    """One message taken from a mailbox, decoded (or found undecodable) before the transaction."""
+
+    subject: str
+    stream: str
+    stream_seq: int
+    deliveries: int
+    data: bytes
+    headers: dict[str, str]
+    envelope: Envelope
+    channel: Channel | None
+    message: msgspec.Struct | None = None
+    invalid: Invalid | None = None
+    msg: Msg | None = None
+
+    @property
+    def contract(self) -> str:
+        return self.channel.name if self.channel else "unknown"
+
+    @property
+    def inbox_key(self) -> str:
+        family = self.channel.family if self.channel else self.subject
+        return f"{family}:{self.envelope.id}"
+
+
+@dataclass
+class Outcome:
+    kind: str  # applied | duplicate | dead_letter | retry
+    reason: str = ""
+    cause: str = ""
+    handler_seconds: float = 0.0
+    dead_letter_id: str | None = None
+
+
+@dataclass
+class Wiring:
+    """What one service consumes and publishes, and which plain function handles each type."""
+
+    service: str
+    site: str
+    catalogue: Catalogue
+    handlers: dict[type, Handler]
+    parsers: dict[str, Parser] = field(default_factory=dict)
+    policy: DeliveryPolicy = field(default_factory=DeliveryPolicy)
+
+    def __post_init__(self) -> None:
+        self.consumed = {c.name: c for c in self.catalogue.consumed_by(self.service)}
+        self.known_versions = {
+            family: sorted(f"v{c.version}" for c in channels)
+            for family, channels in self.catalogue.families(self.service).items()
+        }
+        self.decoders = {
+            c.name: msgspec.json.Decoder(c.message)
+            for c in self.consumed.values()
+            if c.message is not None and c.name not in self.parsers
+        }
+        self.publications = Publications(self.catalogue.published_by(self.service))
+        missing = [
+            name
+            for name, c in self.consumed.items()
+            if (c.message is None and name not in self.parsers)
+            or (c.message is not None and c.message not in self.handlers)
+        ]
+        if missing:
+            raise ValueError(f"{self.service}: no handler or parser for {', '.join(missing)}")
+
+    # -- before the transaction: on the event loop, no I/O ---------------------------------------
+
+    def decode(
+        self,
+        subject: str,
+        data: bytes,
+        headers: dict[str, str] | None,
+        *,
+        stream: str,
+        stream_seq: int,
+        deliveries: int,
+    ) -> Delivery:
+        headers = dict(headers or {})
+        envelope = Envelope.from_headers(headers, fallback_id=f"{stream}:{stream_seq}")
+        channel = self.consumed.get(parsed.name) if (parsed := parse_subject(subject)) else None
+        delivery = Delivery(
+            subject, stream, stream_seq, deliveries, data, headers, envelope, channel
+        )
+        try:
+            delivery.message = self._decode(delivery, parsed)
+        except Invalid as problem:
+            delivery.invalid = problem
+        return delivery
+
+    def _decode(self, delivery: Delivery, parsed) -> msgspec.Struct:
+        channel = delivery.channel
+        if channel is None:
+            if parsed and parsed.family in self.known_versions:
+                raise Invalid(
+                    f"{parsed.family} v{parsed.version} is not a contract version this service "
+                    f"knows (it knows {', '.join(self.known_versions[parsed.family])})",
+                    "unknown_contract",
+                )
+            raise Invalid(
+                f"no contract in the catalogue for subject {delivery.subject}", "unknown_contract"
+            )
+        if parsed.site != self.site:
+            raise Invalid(f"subject is for site {parsed.site!r}, this is {self.site!r}")
+        if len(delivery.data) > channel.max_bytes:
+            raise Invalid(
+                f"{len(delivery.data)} bytes exceeds the {channel.max_bytes}-byte limit of "
+                f"{channel.name}",
+                "oversized",
+            )
+        if channel.name in self.parsers:
+            message = self.parsers[channel.name](delivery.data, delivery.headers)
+        else:
+            try:
+                message = self.decoders[channel.name].decode(delivery.data)
+            except msgspec.ValidationError as error:
+                raise Invalid(f"{channel.name}: {error}") from None
+            except msgspec.DecodeError as error:
+                raise Invalid(f"malformed JSON: {error}", "malformed") from None
+        site = getattr(message, "site", self.site)
+        if site != self.site:
+            raise Invalid(f"payload site {site!r} does not match subject site {self.site!r}")
+        return message
+
+    # -- the transaction: on the database thread -------------------------------------------------
+
+    def apply_batch(self, conn: sqlite3.Connection, deliveries: list[Delivery]) -> list[Outcome]:
+        outcomes = []
+        for delivery in deliveries:
+            conn.execute("SAVEPOINT message")
+            try:
+                outcome = self._apply_one(conn, delivery)
+            except BaseException:
+                conn.execute("ROLLBACK TO message")
+                conn.execute("RELEASE message")
+                raise
+            conn.execute("RELEASE message")
+            outcomes.append(outcome)
+        return outcomes
+
+    def _apply_one(self, conn: sqlite3.Connection, delivery: Delivery) -> Outcome:
+        seen = conn.execute(
+            "SELECT outcome, stream, stream_seq FROM sinew_inbox WHERE key=?", (delivery.inbox_key,)
+        ).fetchone()
+        # A message that was dead-lettered and is then sent again (a new stream sequence, same
+        # event id) is a second attempt, not a duplicate: it gets its chance.
+        if seen and not (
+            seen["outcome"] == "dead_letter"
+            and (seen["stream"], seen["stream_seq"]) != (delivery.stream, delivery.stream_seq)
+        ):
+            return Outcome("duplicate")
+        if delivery.invalid is not None:
+            return self._dead_letter(
+                conn, delivery, delivery.invalid.cause, delivery.invalid.reason
+            )
+
+        conn.execute("SAVEPOINT handler")
+        started = time.perf_counter()
+        try:
+            context = self.run_handler(
+                conn, delivery.message, delivery.envelope, delivery.contract, delivery.inbox_key
+            )
+        except Invalid as problem:
+            conn.execute("ROLLBACK TO handler")
+            conn.execute("RELEASE handler")
+            return self._dead_letter(conn, delivery, problem.cause, problem.reason)
+        except Exception as error:  # Transient, or a bug: retried, then dead-lettered
+            conn.execute("ROLLBACK TO handler")
+            conn.execute("RELEASE handler")
+            reason = f"{type(error).__name__}: {error}"
+            if not isinstance(error, Transient):
+                log.exception("handler failed on %s", delivery.contract)
+            if delivery.deliveries >= self.policy.max_deliver:
+                return self._dead_letter(
+                    conn,
+                    delivery,
+                    "exhausted",
+                    f"failed {delivery.deliveries} deliveries; last error {reason}",
+                )
+            return Outcome("retry", reason=reason)
+        conn.execute("RELEASE handler")
+        elapsed = time.perf_counter() - started
+        context.flush()
+        self._record_inbox(conn, delivery, "applied")
+        if seen:
+            conn.execute(
+                "UPDATE sinew_dead_letters SET status='superseded' WHERE inbox_key=? AND status='open'",
+                (delivery.inbox_key,),
+            )
+        return Outcome("applied", handler_seconds=elapsed)
+
+    def run_handler(
+        self,
+        conn: sqlite3.Connection,
+        message: msgspec.Struct,
+        envelope: Envelope,
+        contract: str,
+        id_seed: str,
+    ) -> Context:
+        handler = self.handlers[type(message)]
+        with handling_span(
+            f"{self.service} handle {contract}",
+            envelope.traceparent,
+            contract=contract,
+            site=self.site,
+        ) as traceparent:
+            context = Context(
+                conn, envelope, self.site, self.service, traceparent, self.publications, id_seed
+            )
+            handler(message, context)
+        return context
+
+    def _record_inbox(self, conn: sqlite3.Connection, delivery: Delivery, outcome: str) -> None:
+        conn.execute(
+            "INSERT OR REPLACE INTO sinew_inbox VALUES (?, ?, ?, ?, ?, ?)",
+            (
+                delivery.inbox_key,
+                delivery.stream,
+                delivery.stream_seq,
+                delivery.subject,
+                outcome,
+                utc_now().isoformat(),
+            ),
+        )
+
+    def _dead_letter(
+        self, conn: sqlite3.Connection, delivery: Delivery, cause: str, reason: str
+    ) -> Outcome:
+        dead_letter_id = uuid.uuid4().hex[:12]
+        recorded_at = utc_now()
+        conn.execute(
+            "INSERT INTO sinew_dead_letters (id, inbox_key, subject, stream, stream_seq, contract,"
+            " cause, reason, deliveries, headers, payload, recorded_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                dead_letter_id,
+                delivery.inbox_key,
+                delivery.subject,
+                delivery.stream,
+                delivery.stream_seq,
+                delivery.contract,
+                cause,
+                reason,
+                delivery.deliveries,
+                msgspec.json.encode(delivery.headers).decode(),
+                delivery.data,
+                recorded_at.isoformat(),
+            ),
+        )
+        self._record_inbox(conn, delivery, "dead_letter")
+        context = Context(
+            conn,
+            delivery.envelope,
+            self.site,
+            self.service,
+            delivery.envelope.traceparent or "",
+            self.publications,
+            f"dead-letter:{dead_letter_id}",
+        )
+        context.emit(
+            ops.DeadLetterRecorded(
+                dead_letter_id=dead_letter_id,
+                site=self.site,
+                service=self.service,
+                subject=delivery.subject,
+                stream=delivery.stream,
+                stream_sequence=delivery.stream_seq,
+                contract=delivery.contract,
+                cause=cause,
+                reason=reason,
+                deliveries=delivery.deliveries,
+                size_bytes=len(delivery.data),
+                event_id=delivery.envelope.id,
+                recorded_at=recorded_at,
+            ),
+            channel=f"{self.service}.dead-letter.recorded.v1",
+        )
+        context.flush()
+        return Outcome("dead_letter", reason=reason, cause=cause, dead_letter_id=dead_letter_id)
+
+
+class Mailbox:
+    """One durable pull consumer: fetch a batch, apply it in one transaction, then ack."""
+
+    def __init__(
+        self,
+        wiring: Wiring,
+        store,
+        subscription,
+        stream: str,
+        metrics: RuntimeMetrics,
+        on_commit: Callable[[], None],
+        batch_size: int = 200,
+    ) -> None:
+        self.wiring = wiring
+        self.store = store
+        self.subscription = subscription
+        self.stream = stream
+        self.metrics = metrics
+        self.on_commit = on_commit
+        self.batch_size = batch_size
+        self.stopping = asyncio.Event()
+        self.last_batch_at: float | None = None
+
+    async def run(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                messages = await self.subscription.fetch(self.batch_size, timeout=1.0)
+            except TimeoutError:
+                continue  # nothing pending: normal on a quiet stream
+            except Exception as error:  # disconnected, consumer gone: keep trying
+                if not self.stopping.is_set():
+                    log.warning("fetch from %s failed: %r", self.stream, error)
+                    await asyncio.sleep(1.0)
+                continue
+            await self.handle(messages)
+
+    async def handle(self, messages: list[Msg]) -> None:
+        deliveries = [self._decode(m) for m in messages]
+        started = time.perf_counter()
+        try:
+            outcomes = await self.store.transact(self.wiring.apply_batch, deliveries)
+        except Exception:
+            log.exception(
+                "batch of %d from %s failed to commit; naking", len(messages), self.stream
+            )
+            for message in messages:
+                await message.nak(
+                    delay=self.wiring.policy.nak_delay(message.metadata.num_delivered)
+                )
+            return
+        self.metrics.labels(self.metrics.batch_seconds).observe(time.perf_counter() - started)
+        self.last_batch_at = time.time()
+        fault_point("after_commit")
+        self.on_commit()
+        for delivery, outcome in zip(deliveries, outcomes, strict=True):
+            await self._settle(delivery, outcome)
+
+    def _decode(self, message: Msg) -> Delivery:
+        meta = message.metadata
+        delivery = self.wiring.decode(
+            message.subject,
+            message.data,
+            message.headers,
+            stream=meta.stream,
+            stream_seq=meta.sequence.stream,
+            deliveries=meta.num_delivered,
+        )
+        delivery.msg = message
+        return delivery
+
+    async def _settle(self, delivery: Delivery, outcome: Outcome) -> None:
+        message, contract, m = delivery.msg, delivery.contract, self.metrics
+        m.labels(m.handled, contract=contract, outcome=outcome.kind).inc()
+        if outcome.kind == "applied":
+            m.labels(m.handler_seconds, contract=contract).observe(outcome.handler_seconds)
+            age = (utc_now() - delivery.envelope.time).total_seconds()
+            m.labels(m.event_age_seconds, contract=contract).observe(max(age, 0.0))
+            await message.ack()
+        elif outcome.kind == "duplicate":
+            m.labels(m.duplicates, contract=contract).inc()
+            await message.ack()
+        elif outcome.kind == "dead_letter":
+            m.labels(m.dead_lettered, contract=contract, cause=outcome.cause).inc()
+            log.warning(
+                "dead letter %s on %s: %s", outcome.dead_letter_id, delivery.subject, outcome.reason
+            )
+            # term() carries no reason; +TERM with one shows in the server's advisory.
+            await message._client.publish(message.reply, f"+TERM {outcome.reason}"[:1000].encode())
+        else:
+            m.labels(m.failed, contract=contract).inc()
+            await message.nak(delay=self.wiring.policy.nak_delay(delivery.deliveries))

@@ -1,0 +1,110 @@
+"""Streams and durable consumers, declared from the catalogue and created at deploy time.
+
+Services never let the client auto-create a consumer (it would keep a stale configuration): the
+site provisions them, and a service only binds to what is there.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from nats.js import JetStreamContext
+from nats.js.api import (
+    AckPolicy,
+    ConsumerConfig,
+    DeliverPolicy,
+    DiscardPolicy,
+    RetentionPolicy,
+    StorageType,
+    StreamConfig,
+)
+from nats.js.errors import NotFoundError
+from sinew.contracts.catalogue import Catalogue
+
+from .natsconfig import consumer_name
+
+DAY = 24 * 3600
+
+
+@dataclass(frozen=True)
+class DeliveryPolicy:
+    """How a mailbox redelivers. Backoff applies to ack timeouts (a service that died mid-batch);
+    handler failures are nak'ed with the runtime's own delay."""
+
+    max_deliver: int = 6
+    backoff: list[float] = field(default_factory=lambda: [5.0, 15.0, 30.0, 60.0, 120.0])
+    max_ack_pending: int = 2000
+    nak_delays: list[float] = field(default_factory=lambda: [1.0, 5.0, 15.0, 30.0, 60.0])
+
+    def nak_delay(self, deliveries: int) -> float:
+        return self.nak_delays[min(deliveries, len(self.nak_delays)) - 1]
+
+
+def stream_configs(catalogue: Catalogue, replicas: int = 1) -> list[StreamConfig]:
+    return [
+        StreamConfig(
+            name=stream.name,
+            description=stream.description,
+            subjects=stream.subjects,
+            retention=RetentionPolicy.LIMITS,
+            storage=StorageType.FILE,
+            discard=DiscardPolicy.OLD,
+            max_age=stream.max_age_days * DAY,
+            duplicate_window=stream.duplicate_window_seconds,
+            num_replicas=replicas,
+            allow_direct=True,
+        )
+        for stream in catalogue.streams
+    ]
+
+
+def mailbox_filters(catalogue: Catalogue, service: str, site: str) -> dict[str, list[str]]:
+    """Per stream, the subjects a service's mailbox takes. Ingress is taken at every major version
+    so that a version the service does not know is dead-lettered, not left unread."""
+    filters: dict[str, set[str]] = {}
+    for channel in catalogue.consumed_by(service):
+        subject = channel.any_version(site) if channel.is_ingress else channel.subject(site)
+        filters.setdefault(catalogue.stream_for(channel).name, set()).add(subject)
+    return {stream: sorted(subjects) for stream, subjects in filters.items()}
+
+
+def consumer_configs(
+    catalogue: Catalogue, service: str, site: str, policy: DeliveryPolicy | None = None
+) -> dict[str, ConsumerConfig]:
+    policy = policy or DeliveryPolicy()
+    name = consumer_name(service, site)
+    return {
+        stream: ConsumerConfig(
+            durable_name=name,
+            name=name,
+            description=f"{service} mailbox at {site}",
+            deliver_policy=DeliverPolicy.ALL,
+            ack_policy=AckPolicy.EXPLICIT,
+            max_deliver=policy.max_deliver,
+            backoff=policy.backoff,
+            max_ack_pending=policy.max_ack_pending,
+            filter_subjects=subjects,
+            metadata={"service": service, "site": site},
+        )
+        for stream, subjects in mailbox_filters(catalogue, service, site).items()
+    }
+
+
+async def provision(
+    js: JetStreamContext,
+    catalogue: Catalogue,
+    sites: list[str],
+    services: list[str] | None = None,
+    policy: DeliveryPolicy | None = None,
+) -> None:
+    """Create or update every stream, then every service's consumers at every site."""
+    for config in stream_configs(catalogue):
+        try:
+            await js.stream_info(config.name)
+            await js.update_stream(config)
+        except NotFoundError:
+            await js.add_stream(config)
+    for site in sites:
+        for service in services or list(catalogue.services):
+            for stream, config in consumer_configs(catalogue, service, site, policy).items():
+                await js.add_consumer(stream, config)
