@@ -74,6 +74,9 @@ class Channel:
     summary: str
     content_type: str = JSON
     max_bytes: int = DEFAULT_MAX_BYTES
+    # Outside systems that read this channel (the supplier network reads purchase orders, the
+    # warehouse reads replenishment signals); each gets a durable consumer of its own.
+    readers: tuple[str, ...] = ()
 
     @property
     def name(self) -> str:
@@ -157,6 +160,9 @@ class Catalogue:
             for consumer in channel.consumers:
                 if consumer not in self.services:
                     yield f"{channel.name}: consumer {consumer!r} is not a service"
+            for reader in channel.readers:
+                if reader not in self.outside_systems:
+                    yield f"{channel.name}: reader {reader!r} is not an outside system"
             if channel.content_type == JSON and channel.message is None:
                 yield f"{channel.name}: a JSON channel needs a message type"
 
@@ -172,6 +178,9 @@ class Catalogue:
 
     def consumed_by(self, service: str) -> list[Channel]:
         return [c for c in self.channels if service in c.consumers]
+
+    def read_by(self, system: str) -> list[Channel]:
+        return [c for c in self.channels if system in c.readers]
 
     def published_by(self, party: str) -> list[Channel]:
         return [c for c in self.channels if c.publisher == party]

@@ -18,7 +18,6 @@ CurrencyCode = Annotated[str, msgspec.Meta(pattern=r"^[A-Z]{3}$", description="I
 UomCode = Annotated[str, msgspec.Meta(pattern=r"^[A-Z0-9]{1,8}$", description="UN/ECE rec. 20")]
 # Money and quantities are decimals carried as JSON strings, never binary floats.
 Amount = Annotated[Decimal, msgspec.Meta(description='Decimal amount as a string, e.g. "1200.00"')]
-PositiveDecimal = Annotated[Decimal, msgspec.Meta(gt=0)]
 UtcTime = Annotated[datetime, msgspec.Meta(tz=True, description="RFC 3339 time with offset")]
 
 

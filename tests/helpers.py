@@ -30,8 +30,12 @@ def new_site() -> str:
     return "t" + uuid.uuid4().hex[:8]
 
 
-async def eventually(check: Callable[[], Awaitable[bool] | bool], timeout: float = 20.0,
-                     interval: float = 0.05, what: str = "condition") -> None:
+async def eventually(
+    check: Callable[[], Awaitable[bool] | bool],
+    timeout: float = 20.0,  # noqa: ASYNC109 (a polling deadline, not a cancel scope)
+    interval: float = 0.05,
+    what: str = "condition",
+) -> None:
     deadline = time.monotonic() + timeout
     while True:
         result = check()
@@ -45,16 +49,30 @@ async def eventually(check: Callable[[], Awaitable[bool] | bool], timeout: float
 
 
 def envelope_headers(site: str, type_: str, event_id: str | None = None, **extra) -> dict:
-    envelope = Envelope(id=event_id or new_event_id(), source=f"/test/{site}", type=type_,
-                        time=utc_now(), site=site, correlation_id=extra.pop("correlation_id",
-                                                                            new_event_id()))
+    envelope = Envelope(
+        id=event_id or new_event_id(),
+        source=f"/test/{site}",
+        type=type_,
+        time=utc_now(),
+        site=site,
+        correlation_id=extra.pop("correlation_id", new_event_id()),
+    )
     return {**envelope.headers(), **extra}
 
 
-async def publish(js, subject: str, payload: bytes, *, site: str, event_id: str | None = None,
-                  type_: str = "", **extra):
-    return await js.publish(subject, payload,
-                            headers=envelope_headers(site, type_, event_id, **extra))
+async def publish(
+    js,
+    subject: str,
+    payload: bytes,
+    *,
+    site: str,
+    event_id: str | None = None,
+    type_: str = "",
+    **extra,
+):
+    return await js.publish(
+        subject, payload, headers=envelope_headers(site, type_, event_id, **extra)
+    )
 
 
 def query(db_path: Path, sql: str, params=()) -> list[tuple]:
@@ -67,13 +85,24 @@ def query(db_path: Path, sql: str, params=()) -> list[tuple]:
 
 
 def settings_for(service: str, site: str, server, data_dir: Path, **overrides) -> Settings:
-    return Settings(service=service, site=site, nats_url=server.url, data_dir=data_dir,
-                    nats_monitor_url=server.monitor_url, **overrides)
+    return Settings(
+        service=service,
+        site=site,
+        nats_url=server.url,
+        data_dir=data_dir,
+        nats_monitor_url=server.monitor_url,
+        **overrides,
+    )
 
 
 @asynccontextmanager
-async def running(definition: ServiceDefinition, settings: Settings, catalogue,
-                  policy: DeliveryPolicy = FAST, provisioned: bool = True):
+async def running(
+    definition: ServiceDefinition,
+    settings: Settings,
+    catalogue,
+    policy: DeliveryPolicy = FAST,
+    provisioned: bool = True,
+):
     """Run a service in this process until the block ends; yields its Runtime."""
     if provisioned:
         nc = await nats.connect(settings.nats_url)
@@ -81,11 +110,20 @@ async def running(definition: ServiceDefinition, settings: Settings, catalogue,
         await nc.close()
     started = asyncio.Event()
     holder: list[Runtime] = []
-    task = asyncio.create_task(serve(definition, settings, catalogue=catalogue, policy=policy,
-                                     started=started, runtime_ready=holder.append,
-                                     install_signal_handlers=False))
-    done, _ = await asyncio.wait([task, asyncio.create_task(started.wait())],
-                                 timeout=30, return_when=asyncio.FIRST_COMPLETED)
+    task = asyncio.create_task(
+        serve(
+            definition,
+            settings,
+            catalogue=catalogue,
+            policy=policy,
+            started=started,
+            runtime_ready=holder.append,
+            install_signal_handlers=False,
+        )
+    )
+    done, _ = await asyncio.wait(
+        [task, asyncio.create_task(started.wait())], timeout=30, return_when=asyncio.FIRST_COMPLETED
+    )
     if task in done:
         task.result()
     runtime = holder[0]
@@ -99,8 +137,9 @@ async def running(definition: ServiceDefinition, settings: Settings, catalogue,
 class ServiceProcess:
     """A service as its own OS process, so a test can SIGKILL it at the worst moment."""
 
-    def __init__(self, module: str, settings: Settings, args: list[str] | None = None,
-                 faults: str = "") -> None:
+    def __init__(
+        self, module: str, settings: Settings, args: list[str] | None = None, faults: str = ""
+    ) -> None:
         self.module = module
         self.settings = settings
         self.args = args or []
@@ -119,8 +158,9 @@ class ServiceProcess:
         }
         self.settings.data_dir.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen([sys.executable, "-m", self.module, *self.args],
-                                            env=env, stdout=log, stderr=log)
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", self.module, *self.args], env=env, stdout=log, stderr=log
+            )
         return self
 
     def wait_exit(self, timeout: float = 30.0) -> int:
@@ -145,8 +185,9 @@ class ServiceProcess:
         return self.log_path.read_text() if self.log_path.exists() else ""
 
 
-async def provisioned(server, catalogue, site: str, services: list[str],
-                      policy: DeliveryPolicy = FAST) -> None:
+async def provisioned(
+    server, catalogue, site: str, services: list[str], policy: DeliveryPolicy = FAST
+) -> None:
     nc = await nats.connect(server.url)
     try:
         await provision(nc.jetstream(), catalogue, [site], services, policy)

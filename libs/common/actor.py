@@ -21,6 +21,7 @@ from typing import Any
 
 import msgspec
 from nats.aio.msg import Msg
+
 from sinew.contracts import ops
 from sinew.contracts.catalogue import Catalogue, Channel, parse_subject
 from sinew.contracts.envelope import Envelope, utc_now

@@ -7,6 +7,7 @@ import sqlite3
 from dataclasses import dataclass, field
 
 import msgspec
+
 from sinew.contracts.catalogue import Channel
 from sinew.contracts.envelope import Envelope, derived_event_id, utc_now
 

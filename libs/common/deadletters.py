@@ -10,6 +10,7 @@ import sqlite3
 from typing import Any
 
 import msgspec
+
 from sinew.contracts import ops
 from sinew.contracts.envelope import utc_now
 

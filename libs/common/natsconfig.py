@@ -61,6 +61,13 @@ def outside_system_permissions(catalogue: Catalogue, system: str, site: str) -> 
     # Any major version of their own channels: a version Sinew does not know yet reaches the
     # consuming service and becomes a dead letter that says so, instead of a silent timeout.
     publish = sorted({c.any_version(site) for c in catalogue.published_by(system)})
+    if catalogue.read_by(system):
+        consumer = consumer_name(system, site)
+        publish += [
+            f"$JS.API.CONSUMER.INFO.*.{consumer}",
+            f"$JS.API.CONSUMER.MSG.NEXT.*.{consumer}",
+            f"$JS.ACK.*.{consumer}.>",
+        ]
     subscribe = [f"{inbox_prefix(user_name(system, site))}.>"]
     return {"publish": {"allow": publish}, "subscribe": {"allow": subscribe}}
 

@@ -9,6 +9,7 @@ import sqlite3
 
 import msgspec
 from nats.js import JetStreamContext
+
 from sinew.contracts.envelope import utc_now
 
 from .faults import fault_point

@@ -19,6 +19,7 @@ from nats.js.api import (
     StreamConfig,
 )
 from nats.js.errors import NotFoundError
+
 from sinew.contracts.catalogue import Catalogue
 
 from .natsconfig import consumer_name
@@ -58,35 +59,37 @@ def stream_configs(catalogue: Catalogue, replicas: int = 1) -> list[StreamConfig
     ]
 
 
-def mailbox_filters(catalogue: Catalogue, service: str, site: str) -> dict[str, list[str]]:
-    """Per stream, the subjects a service's mailbox takes. Ingress is taken at every major version
-    so that a version the service does not know is dead-lettered, not left unread."""
+def mailbox_filters(catalogue: Catalogue, party: str, site: str) -> dict[str, list[str]]:
+    """Per stream, the subjects a mailbox takes: a service's consumed channels, or the channels an
+    outside system reads. A service takes ingress at every major version, so that a version it
+    does not know is dead-lettered, not left unread."""
+    channels = catalogue.consumed_by(party) or catalogue.read_by(party)
     filters: dict[str, set[str]] = {}
-    for channel in catalogue.consumed_by(service):
+    for channel in channels:
         subject = channel.any_version(site) if channel.is_ingress else channel.subject(site)
         filters.setdefault(catalogue.stream_for(channel).name, set()).add(subject)
     return {stream: sorted(subjects) for stream, subjects in filters.items()}
 
 
 def consumer_configs(
-    catalogue: Catalogue, service: str, site: str, policy: DeliveryPolicy | None = None
+    catalogue: Catalogue, party: str, site: str, policy: DeliveryPolicy | None = None
 ) -> dict[str, ConsumerConfig]:
     policy = policy or DeliveryPolicy()
-    name = consumer_name(service, site)
+    name = consumer_name(party, site)
     return {
         stream: ConsumerConfig(
             durable_name=name,
             name=name,
-            description=f"{service} mailbox at {site}",
+            description=f"{party} mailbox at {site}",
             deliver_policy=DeliverPolicy.ALL,
             ack_policy=AckPolicy.EXPLICIT,
             max_deliver=policy.max_deliver,
             backoff=policy.backoff,
             max_ack_pending=policy.max_ack_pending,
             filter_subjects=subjects,
-            metadata={"service": service, "site": site},
+            metadata={"party": party, "site": site},
         )
-        for stream, subjects in mailbox_filters(catalogue, service, site).items()
+        for stream, subjects in mailbox_filters(catalogue, party, site).items()
     }
 
 
@@ -97,7 +100,8 @@ async def provision(
     services: list[str] | None = None,
     policy: DeliveryPolicy | None = None,
 ) -> None:
-    """Create or update every stream, then every service's consumers at every site."""
+    """Create or update every stream, then the consumers of every service (and of every outside
+    system that reads a channel) at every site."""
     for config in stream_configs(catalogue):
         try:
             await js.stream_info(config.name)
@@ -105,6 +109,10 @@ async def provision(
         except NotFoundError:
             await js.add_stream(config)
     for site in sites:
-        for service in services or list(catalogue.services):
-            for stream, config in consumer_configs(catalogue, service, site, policy).items():
+        for party in services if services is not None else readers_and_services(catalogue):
+            for stream, config in consumer_configs(catalogue, party, site, policy).items():
                 await js.add_consumer(stream, config)
+
+
+def readers_and_services(catalogue: Catalogue) -> list[str]:
+    return list(catalogue.services) + [s for s in catalogue.outside_systems if catalogue.read_by(s)]

@@ -22,6 +22,7 @@ from aiohttp import web
 from nats.micro import add_service
 from nats.micro.request import Request
 from nats.micro.service import EndpointConfig
+
 from sinew.contracts import CATALOGUE
 from sinew.contracts.catalogue import Catalogue
 from sinew.contracts.envelope import Envelope, new_event_id, utc_now

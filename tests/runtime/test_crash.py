@@ -29,8 +29,7 @@ MODULE = "sinew.common.testing.sample"
 
 
 def submitted(site: str, n: int) -> bytes:
-    return msgspec.json.encode({"site": site, "sample_id": f"S{n}", "value": n,
-                                "amount": "10.00"})
+    return msgspec.json.encode({"site": site, "sample_id": f"S{n}", "value": n, "amount": "10.00"})
 
 
 async def publish_samples(js, site: str, count: int) -> None:
@@ -41,8 +40,11 @@ async def publish_samples(js, site: str, count: int) -> None:
 
 async def assert_each_applied_once(js, settings, count: int) -> None:
     db = settings.database_path
-    await eventually(lambda: db.exists() and query(db, "SELECT count(*) FROM samples")[0][0] == count,
-                     timeout=60, what=f"{count} samples applied")
+    await eventually(
+        lambda: db.exists() and query(db, "SELECT count(*) FROM samples")[0][0] == count,
+        timeout=60,
+        what=f"{count} samples applied",
+    )
     assert query(db, "SELECT count(*) FROM samples WHERE applied != 1") == [(0,)]
     subject = sample.ACCEPTED.subject(settings.site)
 
@@ -71,8 +73,9 @@ async def test_killed_between_commit_and_ack_applies_everything_once(nats_server
     service.start(faults="")
     try:
         await assert_each_applied_once(js, settings, 300)
-        applied = query(settings.database_path,
-                           "SELECT count(*) FROM sinew_inbox WHERE outcome='applied'")[0][0]
+        applied = query(
+            settings.database_path, "SELECT count(*) FROM sinew_inbox WHERE outcome='applied'"
+        )[0][0]
         assert applied == 300
     finally:
         service.stop()
@@ -80,7 +83,8 @@ async def test_killed_between_commit_and_ack_applies_everything_once(nats_server
 
 
 async def test_killed_between_publish_and_outbox_mark_loses_and_doubles_nothing(
-        nats_server, tmp_path):
+    nats_server, tmp_path
+):
     site = new_site()
     settings = settings_for("passthrough", site, nats_server, tmp_path)
     await provisioned(nats_server, sample.catalogue(), site, ["passthrough"])
@@ -90,8 +94,9 @@ async def test_killed_between_publish_and_outbox_mark_loses_and_doubles_nothing(
     # Dies after JetStream acknowledged the first relayed events, before the outbox marks them.
     service = ServiceProcess(MODULE, settings, faults="after_publish:0").start()
     assert await asyncio.to_thread(service.wait_exit, 60) == -signal.SIGKILL
-    unpublished = query(settings.database_path,
-                        "SELECT count(*) FROM sinew_outbox WHERE published_at IS NULL")[0][0]
+    unpublished = query(
+        settings.database_path, "SELECT count(*) FROM sinew_outbox WHERE published_at IS NULL"
+    )[0][0]
     assert unpublished > 0
     service.start(faults="")
     try:
@@ -114,8 +119,9 @@ async def test_nats_server_restarted_mid_stream_loses_nothing(fresh_nats_server,
             # An outside system retries with the same event id until JetStream acknowledges.
             while True:
                 try:
-                    await publish(js, subject, submitted(site, n), site=site,
-                                  event_id=f"{site}-{n}")
+                    await publish(
+                        js, subject, submitted(site, n), site=site, event_id=f"{site}-{n}"
+                    )
                     return
                 except Exception:
                     await asyncio.sleep(0.2)

@@ -14,8 +14,9 @@ pytestmark = pytest.mark.asyncio
 
 
 def submitted(site: str, sample_id: str, value: int = 1, **fields) -> bytes:
-    return msgspec.json.encode({"site": site, "sample_id": sample_id, "value": value,
-                                "amount": "1200.00", **fields})
+    return msgspec.json.encode(
+        {"site": site, "sample_id": sample_id, "value": value, "amount": "1200.00", **fields}
+    )
 
 
 async def stream_count(js, stream: str, subject: str) -> int:
@@ -31,25 +32,35 @@ async def test_the_same_event_published_twice_is_applied_once(nats_server, tmp_p
     async with running(sample.definition(), settings, sample.catalogue()) as runtime:
         subject = sample.SUBMITTED_V1.subject(site)
         for n in range(40):
-            event_id = f"evt-{n}"
+            event_id = f"{site}-evt-{n}"
             await publish(js, subject, submitted(site, f"S{n}", n), site=site, event_id=event_id)
             if n % 4 == 0:
                 # Same event id within the window: JetStream itself drops it.
-                ack = await publish(js, subject, submitted(site, f"S{n}", n), site=site,
-                                    event_id=event_id)
+                ack = await publish(
+                    js, subject, submitted(site, f"S{n}", n), site=site, event_id=event_id
+                )
                 assert ack.duplicate
             if n % 5 == 0:
                 # Same event id resent after the window (a new Nats-Msg-Id): the inbox drops it.
-                await publish(js, subject, submitted(site, f"S{n}", n), site=site,
-                              event_id=event_id, **{MSG_ID: f"{event_id}-resent"})
+                await publish(
+                    js,
+                    subject,
+                    submitted(site, f"S{n}", n),
+                    site=site,
+                    event_id=event_id,
+                    **{MSG_ID: f"{event_id}-resent"},
+                )
         db = settings.database_path
-        await eventually(lambda: query(db, "SELECT count(*) FROM samples")[0][0] == 40,
-                         what="40 samples applied")
+        await eventually(
+            lambda: query(db, "SELECT count(*) FROM samples")[0][0] == 40, what="40 samples applied"
+        )
         accepted = sample.ACCEPTED.subject(site)
         await eventually(lambda: stream_count(js, "PASSTHROUGH", accepted), what="relay")
         await eventually(lambda: runtime.relay.backlog == 0, what="outbox drained")
         assert query(db, "SELECT max(applied) FROM samples")[0][0] == 1
         assert await stream_count(js, "PASSTHROUGH", accepted) == 40
         exposition = runtime.metrics.exposition().decode()
-        assert 'sinew_duplicates_suppressed_total{contract="ingress.sample.submitted.v1"' in exposition
+        assert (
+            'sinew_duplicates_suppressed_total{contract="ingress.sample.submitted.v1"' in exposition
+        )
     await nc.close()

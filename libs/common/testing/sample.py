@@ -45,20 +45,48 @@ class SampleAccepted(msgspec.Struct, frozen=True, kw_only=True):
     accepted_at: UtcTime
 
 
-SUBMITTED_V1 = Channel(INGRESS, "sample", "submitted", 1, SampleSubmitted, "sampler",
-                       ("passthrough",), "A sample document from the sampler")
-SUBMITTED_V2 = Channel(INGRESS, "sample", "submitted", 2, SampleSubmittedV2, "sampler",
-                       ("passthrough",), "Version 2 of the sample document")
-ACCEPTED = Channel("passthrough", "sample", "accepted", 1, SampleAccepted, "passthrough",
-                   ("observability",), "The pass-through service took a sample")
+SUBMITTED_V1 = Channel(
+    INGRESS,
+    "sample",
+    "submitted",
+    1,
+    SampleSubmitted,
+    "sampler",
+    ("passthrough",),
+    "A sample document from the sampler",
+)
+SUBMITTED_V2 = Channel(
+    INGRESS,
+    "sample",
+    "submitted",
+    2,
+    SampleSubmittedV2,
+    "sampler",
+    ("passthrough",),
+    "Version 2 of the sample document",
+)
+ACCEPTED = Channel(
+    "passthrough",
+    "sample",
+    "accepted",
+    1,
+    SampleAccepted,
+    "passthrough",
+    ("observability",),
+    "The pass-through service took a sample",
+)
 
-PARTIES = dict(services={"passthrough": "Runtime sample service"},
-               outside_systems={"sampler": "Sample outside system"})
+PARTIES = dict(
+    services={"passthrough": "Runtime sample service"},
+    outside_systems={"sampler": "Sample outside system"},
+)
 STREAMS = [Stream("PASSTHROUGH", "passthrough", "Sample service events")]
-CATALOGUE_V1 = CATALOGUE.extended(STREAMS, [SUBMITTED_V1, ACCEPTED, *ops_channels("passthrough")],
-                                  **PARTIES)
+CATALOGUE_V1 = CATALOGUE.extended(
+    STREAMS, [SUBMITTED_V1, ACCEPTED, *ops_channels("passthrough")], **PARTIES
+)
 CATALOGUE_V2 = CATALOGUE.extended(
-    STREAMS, [SUBMITTED_V1, SUBMITTED_V2, ACCEPTED, *ops_channels("passthrough")], **PARTIES)
+    STREAMS, [SUBMITTED_V1, SUBMITTED_V2, ACCEPTED, *ops_channels("passthrough")], **PARTIES
+)
 
 MIGRATIONS = [
     """
@@ -82,9 +110,16 @@ def accept(sample: SampleSubmitted | SampleSubmittedV2, ctx: Context) -> None:
         " DO UPDATE SET applied = applied + 1, value = excluded.value",
         (sample.sample_id, sample.value),
     )
-    ctx.emit(SampleAccepted(site=ctx.site, sample_id=sample.sample_id, value=sample.value,
-                            amount=sample.amount, accepted_at=ctx.envelope.time),
-             about=sample.sample_id)
+    ctx.emit(
+        SampleAccepted(
+            site=ctx.site,
+            sample_id=sample.sample_id,
+            value=sample.value,
+            amount=sample.amount,
+            accepted_at=ctx.envelope.time,
+        ),
+        about=sample.sample_id,
+    )
 
 
 def definition(version: int = 1) -> ServiceDefinition:
@@ -105,9 +140,16 @@ def main() -> None:
     version = int(sys.argv[1]) if len(sys.argv) > 1 else 1
     settings = Settings.from_env("passthrough")
     logs.configure(settings.log_level, service="passthrough", site=settings.site)
-    asyncio.run(serve(definition(version), settings, catalogue=catalogue(version),
-                      policy=DeliveryPolicy(max_deliver=4, backoff=[1.0, 1.0, 1.0],
-                                            nak_delays=[0.2, 0.2, 0.2])))
+    asyncio.run(
+        serve(
+            definition(version),
+            settings,
+            catalogue=catalogue(version),
+            policy=DeliveryPolicy(
+                max_deliver=4, backoff=[1.0, 1.0, 1.0], nak_delays=[0.2, 0.2, 0.2]
+            ),
+        )
+    )
 
 
 if __name__ == "__main__":

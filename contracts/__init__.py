@@ -1,0 +1,58 @@
+"""Sinew's versioned message contracts and the catalogue that places them on subjects."""
+
+from . import items, matching, procurement, receiving, replenishment, usage
+from .catalogue import INGRESS, SERVICES, Catalogue, Channel, Stream
+from .ops import DeadLetterRecorded, DeadLetterReplayed
+
+STREAMS = [
+    Stream("INGRESS", INGRESS, "Raw documents from outside systems, kept for audit and replay"),
+    Stream("ITEMS", "items", "Item master, supplier, contract and location changes"),
+    Stream("PROCUREMENT", "procurement", "Requisitions, approvals and purchase orders"),
+    Stream("RECEIVING", "receiving", "Advance ship notices and goods receipts"),
+    Stream("USAGE", "usage", "Clinical consumption and usage exceptions"),
+    Stream("MATCHING", "matching", "Invoices, match results, exceptions and payments"),
+    Stream("REPLENISHMENT", "replenishment", "Stock positions and replenishment signals"),
+    Stream("OBSERVABILITY", "observability", "Alerts and operational events"),
+]
+
+
+def ops_channels(service: str) -> list[Channel]:
+    """Every service reports its dead letters and their replays in its own domain."""
+    return [
+        Channel(
+            service,
+            "dead-letter",
+            "recorded",
+            1,
+            DeadLetterRecorded,
+            service,
+            ("observability",),
+            "A message the service could not process, and why",
+        ),
+        Channel(
+            service,
+            "dead-letter",
+            "replayed",
+            1,
+            DeadLetterReplayed,
+            service,
+            ("observability",),
+            "An operator replayed a dead letter, with the outcome",
+        ),
+    ]
+
+
+CATALOGUE = Catalogue(
+    STREAMS,
+    [
+        *items.CHANNELS,
+        *procurement.CHANNELS,
+        *receiving.CHANNELS,
+        *usage.CHANNELS,
+        *matching.CHANNELS,
+        *replenishment.CHANNELS,
+        *(channel for service in SERVICES for channel in ops_channels(service)),
+    ],
+)
+
+__all__ = ["CATALOGUE", "STREAMS", "Catalogue", "Channel", "Stream", "ops_channels"]
