@@ -20,7 +20,6 @@ log = logging.getLogger("sinew.http")
 MAX_REQUEST_BYTES = 1024 * 1024
 MAX_PAGE = 500
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
-PRINCIPAL = web.AppKey("principal_registry", object)
 
 _encoder = msgspec.json.Encoder(decimal_format="string")
 
@@ -49,6 +48,9 @@ class ApiError(web.HTTPException):
 class Principal:
     name: str
     roles: frozenset[str]
+
+
+PRINCIPAL = web.RequestKey("principal", Principal)
 
 
 def hash_token(token: str) -> str:
@@ -105,7 +107,7 @@ def _middleware(tokens: Tokens) -> Callable:
                         f"needs one of the roles {sorted(roles)}",
                         roles=sorted(principal.roles),
                     )
-                request["principal"] = principal
+                request[PRINCIPAL] = principal
             return await handler(request)
         except ApiError as error:
             return error.response

@@ -116,6 +116,7 @@ def server_config(
     host: str,
     port: int,
     monitor_port: int,
+    monitor_host: str = "127.0.0.1",
     users: dict[str, dict] | None,
     passwords: dict[str, str] | None = None,
     server_name: str = "sinew",
@@ -130,7 +131,7 @@ def server_config(
     lines = [
         f"server_name: {json.dumps(server_name)}",
         f"listen: {json.dumps(f'{host}:{port}')}",
-        f"http: {json.dumps(f'127.0.0.1:{monitor_port}')}",
+        f"http: {json.dumps(f'{monitor_host}:{monitor_port}')}",
         f"max_payload: {max_payload_mb * 1024 * 1024}",
         f"jetstream: {json.dumps(jetstream)}",
     ]

@@ -31,7 +31,16 @@ from . import deadletters
 from .actor import Handler, Mailbox, Parser, Wiring
 from .config import Settings
 from .context import Context
-from .http import Tokens, create_app, error_response, json_response, page, paged, requires
+from .http import (
+    PRINCIPAL,
+    Tokens,
+    create_app,
+    error_response,
+    json_response,
+    page,
+    paged,
+    requires,
+)
 from .metrics import RuntimeMetrics
 from .natsconfig import admin_subject, consumer_name
 from .natsconn import connect
@@ -390,7 +399,7 @@ async def _start_http(runtime: Runtime, settings: Settings) -> web.AppRunner:
     async def replay_one(request: web.Request) -> web.Response:
         body = await request.read()
         results = await runtime.replay(
-            [request.match_info["id"]], None, None, request["principal"].name, body or None
+            [request.match_info["id"]], None, None, request[PRINCIPAL].name, body or None
         )
         return json_response({"results": results})
 
@@ -400,7 +409,7 @@ async def _start_http(runtime: Runtime, settings: Settings) -> web.AppRunner:
         if not (q.get("cause") or q.get("reason")):
             return error_response(400, "filter_required", "bulk replay needs cause= or reason=")
         results = await runtime.replay(
-            None, q.get("cause"), q.get("reason"), request["principal"].name
+            None, q.get("cause"), q.get("reason"), request[PRINCIPAL].name
         )
         return json_response({"results": results})
 

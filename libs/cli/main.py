@@ -1,0 +1,282 @@
+"""`sinew`: the operators' command line."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from pathlib import Path
+
+DESCRIPTION = """\
+Sinew links a hospital network's supply chain, accounts payable and clinical operations.
+This command starts a site, runs its services, and lets an operator look inside: dead letters,
+stream backlogs, the services that answer, and the events as they flow.
+"""
+
+EPILOG = """\
+Start here:
+  sinew up                         start the embedded site (NATS + every service) in ./data
+  sinew up --site north --site south
+                                   two sites side by side on one NATS
+  sinew dlq list                   dead letters of every service, with the reason
+  sinew dlq show ID                one dead letter, with its original bytes and headers
+  sinew dlq replay ID              replay it once its cause is fixed
+  sinew dlq replay --cause unknown_contract
+                                   replay every open dead letter with that cause
+  sinew tail USAGE --site north    follow a stream (or a subject) from now
+  sinew backlog                    pending and unacknowledged messages per consumer
+  sinew services                   services answering $SRV.INFO
+
+Deploying:
+  sinew init --data ./data --site north --listen 0.0.0.0 --store-dir /data/jetstream
+                                   write the NATS config and secrets for compose.yaml
+  sinew provision                  create streams and consumers (once per deploy)
+  sinew run SERVICE                run one service (settings from SINEW_* variables)
+  sinew contracts [--check]        regenerate (or check) JSON Schemas, AsyncAPI, permissions
+
+Connection: --nats-url (or SINEW_NATS_URL), as the site's operator user whose password
+`sinew up` keeps in DATA/secrets/nats-credentials.json (or SINEW_NATS_USER/SINEW_NATS_PASSWORD).
+Docs: README.md and docs/ in the repository.
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sinew",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def connection(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--nats-url", default=os.environ.get("SINEW_NATS_URL", "nats://127.0.0.1:4222")
+        )
+        p.add_argument(
+            "--data",
+            type=Path,
+            default=Path(os.environ.get("SINEW_DATA_DIR", "data")),
+            help="the site's data folder, for the operator's NATS password",
+        )
+        p.add_argument("--site", help="only this site")
+        p.add_argument("--service", help="only this service")
+
+    up = commands.add_parser(
+        "up",
+        help="start the embedded site",
+        description="Start nats-server (JetStream, fsync on every write), "
+        "provision streams and consumers, and run every service as a "
+        "supervised process. All state goes under --data; Ctrl-C stops "
+        "everything cleanly and a second `up` resumes.",
+    )
+    up.add_argument("--data", type=Path, default=Path("data"))
+    up.add_argument(
+        "--site",
+        action="append",
+        dest="sites",
+        metavar="SITE",
+        help="site code (repeat for several sites; default north)",
+    )
+    up.add_argument("--nats-url", help="use this existing NATS instead of the embedded one")
+    up.add_argument("--nats-port", type=int, default=4222)
+    up.add_argument("--monitor-port", type=int, default=8222)
+    up.add_argument(
+        "--http-base-port",
+        type=int,
+        default=8100,
+        help="services listen on base+1, base+2, ... (+10 per further site)",
+    )
+
+    init = commands.add_parser(
+        "init",
+        help="write NATS config and secrets for a site",
+        description="Write DATA/nats/nats.conf and DATA/secrets/*: one "
+        "NATS user per service and per outside system, API tokens by "
+        "role. Existing passwords and tokens are kept.",
+    )
+    init.add_argument("--data", type=Path, default=Path("data"))
+    init.add_argument("--site", action="append", dest="sites", metavar="SITE", required=True)
+    init.add_argument("--listen", default="127.0.0.1")
+    init.add_argument("--port", type=int, default=4222)
+    init.add_argument("--store-dir", type=Path, help="JetStream storage path as the server sees it")
+
+    run = commands.add_parser(
+        "run",
+        help="run one service in the foreground",
+        description="Run one service. Settings come from SINEW_SITE, "
+        "SINEW_NATS_URL, SINEW_NATS_USER, SINEW_NATS_PASSWORD, "
+        "SINEW_DATA_DIR, SINEW_HTTP_HOST, SINEW_HTTP_PORT, "
+        "SINEW_TOKENS_FILE, SINEW_NATS_MONITOR_URL, SINEW_LOG_LEVEL.",
+    )
+    run.add_argument("service")
+
+    prov = commands.add_parser("provision", help="create or update streams and consumers")
+    prov.add_argument(
+        "--nats-url", default=os.environ.get("SINEW_NATS_URL", "nats://127.0.0.1:4222")
+    )
+    prov.add_argument(
+        "--site",
+        action="append",
+        dest="sites",
+        metavar="SITE",
+        default=None,
+        help="default: SINEW_SITE or north",
+    )
+
+    contracts = commands.add_parser("contracts", help="generate schemas, AsyncAPI, permissions")
+    contracts.add_argument("--check", action="store_true", help="fail if anything is stale")
+
+    dlq = commands.add_parser("dlq", help="dead letters: list, show, replay")
+    dlq_verbs = dlq.add_subparsers(dest="verb", metavar="VERB", required=True)
+    listing = dlq_verbs.add_parser("list", help="list dead letters with their reasons")
+    connection(listing)
+    listing.add_argument("--status", default="open", help="open (default), replayed, superseded")
+    listing.add_argument(
+        "--cause", help="malformed, invalid, unknown_contract, oversized, exhausted"
+    )
+    listing.add_argument("--reason", help="text the reason contains")
+    listing.add_argument("--json", action="store_true", help="one JSON object per line")
+    show = dlq_verbs.add_parser("show", help="one dead letter with its original bytes and headers")
+    connection(show)
+    show.add_argument("id")
+    replay = dlq_verbs.add_parser("replay", help="replay by id, or in bulk by cause or reason")
+    connection(replay)
+    replay.add_argument("ids", nargs="*")
+    replay.add_argument("--cause")
+    replay.add_argument("--reason")
+    replay.add_argument("--payload-file", help="replay one dead letter with corrected bytes")
+    replay.add_argument("--by", default=os.environ.get("USER", "operator"))
+
+    tail = commands.add_parser("tail", help="follow a stream or subject from now")
+    connection(tail)
+    tail.add_argument("target", help="stream name (USAGE, MATCHING, ...) or subject")
+    tail.add_argument("--raw", action="store_true", help="JSON lines for piping")
+    tail.add_argument("--count", type=int, help="stop after this many messages")
+
+    for name, text in [
+        ("backlog", "pending and unacknowledged messages per consumer"),
+        ("services", "services answering $SRV.INFO"),
+    ]:
+        p = commands.add_parser(name, help=text)
+        connection(p)
+        p.add_argument("--json", action="store_true")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    try:
+        asyncio.run(dispatch(args))
+    except KeyboardInterrupt:
+        pass
+
+
+async def dispatch(args: argparse.Namespace) -> None:
+    if args.command == "up":
+        from .site import EmbeddedSite
+
+        await EmbeddedSite(
+            args.data,
+            args.sites or ["north"],
+            nats_url=args.nats_url,
+            nats_port=args.nats_port,
+            monitor_port=args.monitor_port,
+            http_base_port=args.http_base_port,
+        ).run()
+    elif args.command == "init":
+        from .site import init_site
+
+        layout = init_site(
+            args.data, args.sites, listen=args.listen, port=args.port, store_dir=args.store_dir
+        )
+        print(f"wrote {layout.nats_config} and {layout.secrets}/")
+    elif args.command == "run":
+        await run_service(args.service)
+    elif args.command == "provision":
+        await provision_site(args.nats_url, args.sites)
+    elif args.command == "contracts":
+        contracts(args.check)
+    else:
+        await operate(args)
+
+
+async def run_service(name: str) -> None:
+    from sinew.common import logs
+    from sinew.common.config import Settings
+    from sinew.common.service import serve
+    from sinew.services import definition
+
+    settings = Settings.from_env(name)
+    logs.configure(settings.log_level, service=name, site=settings.site)
+    await serve(definition(name), settings)
+
+
+async def provision_site(url: str, sites: list[str] | None) -> None:
+    import nats
+
+    from sinew.common.provision import provision
+    from sinew.contracts import CATALOGUE
+
+    sites = sites or [os.environ.get("SINEW_SITE", "north")]
+    nc = await nats.connect(
+        url, user=os.environ.get("SINEW_NATS_USER"), password=os.environ.get("SINEW_NATS_PASSWORD")
+    )
+    await provision(nc.jetstream(), CATALOGUE, sites)
+    await nc.close()
+    print(f"provisioned streams and consumers for {', '.join(sites)}")
+
+
+def contracts(check: bool) -> None:
+    from sinew.contracts import generate
+
+    if check:
+        problems = generate.incompatible(generate.rendered()) + generate.stale(generate.rendered())
+        if problems:
+            raise SystemExit("contracts are stale or incompatible:\n  " + "\n  ".join(problems))
+        print("contracts are up to date")
+        return
+    changed = generate.write()
+    print(f"{len(changed)} file(s) written" + (": " + ", ".join(changed) if changed else ""))
+
+
+async def operate(args: argparse.Namespace) -> None:
+    from . import operate as op
+
+    nc = await op.connect_operator(
+        args.nats_url,
+        args.data,
+        os.environ.get("SINEW_NATS_USER"),
+        os.environ.get("SINEW_NATS_PASSWORD"),
+    )
+    try:
+        if args.command == "dlq" and args.verb == "list":
+            await op.dlq_list(
+                nc, args.site, args.service, args.status or None, args.cause, args.reason, args.json
+            )
+        elif args.command == "dlq" and args.verb == "show":
+            await op.dlq_show(nc, args.site, args.service, args.id)
+        elif args.command == "dlq" and args.verb == "replay":
+            await op.dlq_replay(
+                nc,
+                args.site,
+                args.service,
+                args.ids,
+                args.cause,
+                args.reason,
+                args.payload_file,
+                args.by,
+            )
+        elif args.command == "tail":
+            await op.tail(nc, args.target, args.site, args.raw, args.count)
+        elif args.command == "backlog":
+            await op.backlog(nc, args.json)
+        elif args.command == "services":
+            await op.services(nc, args.json)
+    finally:
+        await nc.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,224 @@
+"""Operator commands that talk to a running site over NATS: dead letters, streams, services."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import sys
+from pathlib import Path
+
+import nats
+
+from sinew.common.natsconfig import OPERATOR, admin_subject
+from sinew.common.telemetry import trace_id_of
+from sinew.contracts import CATALOGUE
+from sinew.contracts.envelope import CE_TYPE, CORRELATION_ID, TRACEPARENT
+
+
+async def connect_operator(url: str, data: Path, user: str | None, password: str | None):
+    credentials = data / "secrets" / "nats-credentials.json"
+    if user is None and credentials.exists():
+        user, password = OPERATOR, json.loads(credentials.read_text()).get(OPERATOR)
+    return await nats.connect(
+        url,
+        user=user,
+        password=password,
+        name="sinew-cli",
+        inbox_prefix=f"_INBOX_{user}" if user else "_INBOX",
+        connect_timeout=5,
+        max_reconnect_attempts=2,
+    )
+
+
+async def discover(nc, quiet_after: float = 0.7) -> list[dict]:
+    """Every service answering $SRV.INFO, with its site from the metadata."""
+    inbox = nc.new_inbox()
+    found: list[dict] = []
+    sub = await nc.subscribe(inbox, cb=None)
+    await nc.publish("$SRV.INFO", b"", reply=inbox)
+    try:
+        while True:
+            message = await sub.next_msg(timeout=quiet_after)
+            found.append(json.loads(message.data))
+    except (TimeoutError, nats.errors.TimeoutError):
+        pass
+    await sub.unsubscribe()
+    return sorted(found, key=lambda s: (s.get("metadata", {}).get("site", ""), s["name"]))
+
+
+async def admin_request(nc, site: str, service: str, verb: str, body: dict) -> dict:
+    reply = await nc.request(
+        f"{admin_subject(site, service)}.{verb}", json.dumps(body).encode(), timeout=30
+    )
+    if reply.headers and reply.headers.get("Nats-Service-Error-Code"):
+        raise SystemExit(f"{service}@{site}: {reply.headers.get('Nats-Service-Error')}")
+    return json.loads(reply.data)
+
+
+async def targets(nc, site: str | None, service: str | None) -> list[tuple[str, str]]:
+    if site and service:
+        return [(site, service)]
+    found = [(s.get("metadata", {}).get("site", ""), s["name"]) for s in await discover(nc)]
+    return [
+        (si, sv) for si, sv in found if (not site or si == site) and (not service or sv == service)
+    ]
+
+
+async def dlq_list(nc, site, service, status, cause, reason, as_json) -> None:
+    rows = []
+    for si, sv in await targets(nc, site, service):
+        answer = await admin_request(
+            nc,
+            si,
+            sv,
+            "dlq.list",
+            {"status": status, "cause": cause, "reason": reason, "limit": 500},
+        )
+        rows += [{"site": si, "service": sv, **item} for item in answer["items"]]
+    if as_json:
+        for row in rows:
+            print(json.dumps(row))
+        return
+    if not rows:
+        print("no dead letters" + (f" with status {status}" if status else ""))
+        return
+    print(f"{'ID':<13} {'SITE':<8} {'SERVICE':<14} {'CAUSE':<17} {'RECORDED':<20} REASON")
+    for row in rows:
+        print(
+            f"{row['id']:<13} {row['site']:<8} {row['service']:<14} {row['cause']:<17} "
+            f"{row['recorded_at'][:19]:<20} {row['reason'][:100]}"
+        )
+    print(f"\n{len(rows)} dead letter(s). `sinew dlq show ID` for the original bytes and headers.")
+
+
+async def dlq_show(nc, site, service, dead_letter_id) -> None:
+    for si, sv in await targets(nc, site, service):
+        answer = await nc.request(
+            f"{admin_subject(si, sv)}.dlq.show",
+            json.dumps({"id": dead_letter_id}).encode(),
+            timeout=10,
+        )
+        if answer.headers and answer.headers.get("Nats-Service-Error-Code"):
+            continue
+        print(json.dumps({"site": si, "service": sv, **json.loads(answer.data)}, indent=2))
+        return
+    raise SystemExit(f"no dead letter {dead_letter_id}")
+
+
+async def dlq_replay(nc, site, service, ids, cause, reason, payload: bytes | None, by) -> None:
+    body: dict = {"by": by}
+    if ids:
+        body["ids"] = ids
+    elif cause or reason:
+        body |= {"cause": cause, "reason": reason}
+    else:
+        raise SystemExit("replay needs dead letter ids, or --cause/--reason for a bulk replay")
+    if payload is not None:
+        body["payload_base64"] = base64.b64encode(payload).decode()
+    results = []
+    all_targets = await targets(nc, site, service)
+    for n, (si, sv) in enumerate(all_targets, start=1):
+        print(f"[{n}/{len(all_targets)}] {sv}@{si} ...", file=sys.stderr, flush=True)
+        answer = await admin_request(nc, si, sv, "dlq.replay", body)
+        results += [
+            {"site": si, "service": sv, **r}
+            for r in answer["results"]
+            if r["outcome"] != "not_found"
+        ]
+    for result in results:
+        reason_text = f"  ({result['reason']})" if result.get("reason") else ""
+        print(
+            f"{result['id']:<13} {result['service']}@{result['site']}: {result['outcome']}"
+            f"{reason_text}"
+        )
+    applied = sum(r["outcome"] == "applied" for r in results)
+    print(f"\n{applied} of {len(results)} applied.")
+
+
+async def services(nc, as_json: bool) -> None:
+    found = await discover(nc)
+    if as_json:
+        print(json.dumps(found, indent=2))
+        return
+    if not found:
+        print("no service answered $SRV.INFO")
+        return
+    print(f"{'SERVICE':<15} {'SITE':<8} {'VERSION':<9} {'ID':<24} ENDPOINTS")
+    for s in found:
+        endpoints = ", ".join(e["name"] for e in s.get("endpoints", []))
+        print(
+            f"{s['name']:<15} {s.get('metadata', {}).get('site', ''):<8} "
+            f"{s['version']:<9} {s['id']:<24} {endpoints}"
+        )
+
+
+async def backlog(nc, as_json: bool) -> None:
+    js = nc.jetstream()
+    rows = []
+    for stream in CATALOGUE.streams:
+        try:
+            consumers = await js.consumers_info(stream.name)
+        except Exception:
+            continue
+        for info in consumers:
+            rows.append(
+                {
+                    "stream": stream.name,
+                    "consumer": info.name,
+                    "pending": info.num_pending,
+                    "ack_pending": info.num_ack_pending,
+                    "redelivered": info.num_redelivered,
+                    "waiting": info.num_waiting,
+                }
+            )
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    print(f"{'STREAM':<15} {'CONSUMER':<28} {'PENDING':>8} {'ACK PENDING':>12} {'REDELIVERED':>12}")
+    for r in rows:
+        print(
+            f"{r['stream']:<15} {r['consumer']:<28} {r['pending']:>8} {r['ack_pending']:>12} "
+            f"{r['redelivered']:>12}"
+        )
+
+
+async def tail(nc, target: str, site: str | None, raw: bool, count: int | None) -> None:
+    """Follow a stream (by name) or a subject (wildcards allowed) from now."""
+    stream = next((s for s in CATALOGUE.streams if s.name == target.upper()), None)
+    if stream:
+        subject = f"sinew.{stream.domain}.{site}.>" if site else stream.subjects[0]
+    else:
+        subject = target
+    seen = 0
+    done = asyncio.Event()
+
+    async def show(message) -> None:
+        nonlocal seen
+        headers = message.headers or {}
+        if raw:
+            print(
+                json.dumps(
+                    {
+                        "subject": message.subject,
+                        "headers": headers,
+                        "data": message.data.decode(errors="replace"),
+                    }
+                ),
+                flush=True,
+            )
+        else:
+            trace = trace_id_of(headers.get(TRACEPARENT)) or "-"
+            print(
+                f"{headers.get('ce-time', '-')[:23]}  {message.subject}\n"
+                f"    type={headers.get(CE_TYPE, '-')} correlation={headers.get(CORRELATION_ID, '-')}"
+                f" trace={trace}\n    {message.data[:400].decode(errors='replace')}",
+                flush=True,
+            )
+        seen += 1
+        if count and seen >= count:
+            done.set()
+
+    await nc.subscribe(subject, cb=show)
+    print(f"following {subject} (Ctrl-C to stop)", file=sys.stderr, flush=True)
+    await done.wait()
