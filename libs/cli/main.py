@@ -167,6 +167,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
+    if getattr(args, "payload_file", None):
+        args.payload = Path(args.payload_file).read_bytes()
+    elif args.command == "dlq":
+        args.payload = None
     try:
         asyncio.run(dispatch(args))
     except KeyboardInterrupt:
@@ -265,7 +269,7 @@ async def operate(args: argparse.Namespace) -> None:
                 args.ids,
                 args.cause,
                 args.reason,
-                args.payload_file,
+                args.payload,
                 args.by,
             )
         elif args.command == "tail":
