@@ -27,6 +27,8 @@ Start here:
   sinew tail USAGE --site north    follow a stream (or a subject) from now
   sinew backlog                    pending and unacknowledged messages per consumer
   sinew services                   services answering $SRV.INFO
+  sinew rebuild matching --site north --replace
+                                   rebuild a stopped service's database from stream history
 
 Deploying:
   sinew init --data ./data --site north --listen 0.0.0.0 --store-dir /data/jetstream
@@ -148,6 +150,18 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--reason")
     replay.add_argument("--payload-file", help="replay one dead letter with corrected bytes")
     replay.add_argument("--by", default=os.environ.get("USER", "operator"))
+
+    rebuild = commands.add_parser(
+        "rebuild",
+        help="rebuild a service's database from stream history",
+        description="Fold every message the service consumes, from the first one still in its "
+        "streams, into a new empty database, through the same handlers the live service runs. "
+        "With --replace (the service must be stopped) the old database is kept beside it as "
+        "*.before-rebuild-<time> and the new one takes its place.",
+    )
+    connection(rebuild)
+    rebuild.add_argument("service_name", metavar="SERVICE")
+    rebuild.add_argument("--replace", action="store_true")
 
     tail = commands.add_parser("tail", help="follow a stream or subject from now")
     connection(tail)
@@ -271,6 +285,10 @@ async def operate(args: argparse.Namespace) -> None:
                 args.reason,
                 args.payload,
                 args.by,
+            )
+        elif args.command == "rebuild":
+            await op.rebuild_service(
+                nc, args.service_name, args.site or "north", args.data, args.replace
             )
         elif args.command == "tail":
             await op.tail(nc, args.target, args.site, args.raw, args.count)

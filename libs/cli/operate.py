@@ -6,6 +6,7 @@ import asyncio
 import base64
 import json
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import nats
@@ -222,3 +223,54 @@ async def tail(nc, target: str, site: str | None, raw: bool, count: int | None) 
     await nc.subscribe(subject, cb=show)
     print(f"following {subject} (Ctrl-C to stop)", file=sys.stderr, flush=True)
     await done.wait()
+
+
+async def rebuild_service(nc, service: str, site: str, data: Path, replace: bool) -> None:
+    from sinew.common.actor import Wiring
+    from sinew.common.rebuild import rebuild
+    from sinew.services import definition
+
+    running = [
+        s
+        for s in await discover(nc)
+        if s["name"] == service and s.get("metadata", {}).get("site") == site
+    ]
+    if replace and running:
+        raise SystemExit(f"{service}@{site} is running; stop it before --replace")
+    spec = definition(service)
+    live = data / site / f"{service}.sqlite"
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    target = live.with_name(f"{service}.sqlite.rebuild-{stamp}")
+    wiring = Wiring(service, site, CATALOGUE, spec.handlers, spec.parsers)
+
+    def progress(done: int, total: int) -> None:
+        width = 40
+        filled = width * done // max(total, 1)
+        print(
+            f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} messages",
+            end="",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    report = await rebuild(nc.jetstream(), wiring, target, spec.migrations, progress)
+    print(file=sys.stderr)
+    print(
+        f"{report.messages} messages: {report.applied} applied, {report.dead_letters} dead "
+        f"letters, {report.duplicates} duplicates; database {target}"
+    )
+    if replace:
+        await asyncio.to_thread(_swap, live, target, f"before-rebuild-{stamp}")
+        print(f"replaced {live}; the previous database is kept beside it")
+
+
+def _swap(live: Path, rebuilt: Path, label: str) -> None:
+    # The WAL and shared-memory files travel with their database, or committed rows are lost.
+    for suffix in ("", "-wal", "-shm"):
+        current = Path(f"{live}{suffix}")
+        if current.exists():
+            current.rename(Path(f"{live}.{label}{suffix}"))
+    for suffix in ("", "-wal", "-shm"):
+        produced = Path(f"{rebuilt}{suffix}")
+        if produced.exists():
+            produced.rename(Path(f"{live}{suffix}"))

@@ -268,7 +268,10 @@ class Wiring:
     def _dead_letter(
         self, conn: sqlite3.Connection, delivery: Delivery, cause: str, reason: str
     ) -> Outcome:
-        dead_letter_id = uuid.uuid4().hex[:12]
+        # Derived from the stream position, so a rebuild from history records the same ids.
+        dead_letter_id = uuid.uuid5(
+            uuid.NAMESPACE_URL, f"{delivery.stream}:{delivery.stream_seq}:{delivery.inbox_key}"
+        ).hex[:12]
         recorded_at = utc_now()
         conn.execute(
             "INSERT INTO sinew_dead_letters (id, inbox_key, subject, stream, stream_seq, contract,"
