@@ -36,6 +36,7 @@ from .telemetry import handling_span
 log = logging.getLogger("sinew.actor")
 
 Handler = Callable[[Any, Context], None]
+CRASH_LIMIT = 2  # attempts that took the process down before a message is dead-lettered
 Parser = Callable[[bytes, dict[str, str]], msgspec.Struct]
 
 
@@ -177,8 +178,39 @@ class Wiring:
                 conn.execute("RELEASE message")
                 raise
             conn.execute("RELEASE message")
+            if delivery.deliveries > 1:
+                conn.execute(
+                    "DELETE FROM sinew_suspects WHERE stream=? AND stream_seq=?",
+                    (delivery.stream, delivery.stream_seq),
+                )
             outcomes.append(outcome)
         return outcomes
+
+    def note_attempt(self, conn: sqlite3.Connection, delivery: Delivery) -> Outcome | None:
+        """Before a redelivered message is tried again: if earlier attempts never came back (the
+        process died inside them), dead-letter it now rather than die again."""
+        row = conn.execute(
+            "SELECT attempts FROM sinew_suspects WHERE stream=? AND stream_seq=?",
+            (delivery.stream, delivery.stream_seq),
+        ).fetchone()
+        crashes = row["attempts"] if row else 0
+        if crashes >= CRASH_LIMIT:
+            conn.execute(
+                "DELETE FROM sinew_suspects WHERE stream=? AND stream_seq=?",
+                (delivery.stream, delivery.stream_seq),
+            )
+            return self._dead_letter(
+                conn,
+                delivery,
+                "exhausted",
+                f"the service process died in {crashes} attempts at this message alone",
+            )
+        conn.execute(
+            "INSERT INTO sinew_suspects VALUES (?, ?, 1) ON CONFLICT(stream, stream_seq)"
+            " DO UPDATE SET attempts = attempts + 1",
+            (delivery.stream, delivery.stream_seq),
+        )
+        return None
 
     def _apply_one(self, conn: sqlite3.Connection, delivery: Delivery) -> Outcome:
         seen = conn.execute(
@@ -251,6 +283,17 @@ class Wiring:
             )
             handler(message, context)
         return context
+
+    def exhaust(self, conn: sqlite3.Connection, delivery: Delivery, reason: str) -> Outcome:
+        """JetStream gave up on a message this service never acknowledged: dead-letter it,
+        unless its effect was committed and only the ack was lost."""
+        seen = conn.execute(
+            "SELECT outcome FROM sinew_inbox WHERE key=? AND stream=? AND stream_seq=?",
+            (delivery.inbox_key, delivery.stream, delivery.stream_seq),
+        ).fetchone()
+        if seen:
+            return Outcome("duplicate")
+        return self._dead_letter(conn, delivery, "exhausted", reason)
 
     def _record_inbox(self, conn: sqlite3.Connection, delivery: Delivery, outcome: str) -> None:
         conn.execute(
@@ -362,17 +405,31 @@ class Mailbox:
 
     async def handle(self, messages: list[Msg]) -> None:
         deliveries = [self._decode(m) for m in messages]
+        if all(d.deliveries == 1 for d in deliveries):
+            await self._apply(deliveries)
+            return
+        # A redelivery may mean the last attempt took the process down with it: go one message
+        # at a time, noting each attempt first, so a poison message is caught on its own and
+        # does not take its batch mates with it.
+        for delivery in deliveries:
+            if delivery.deliveries > 1:
+                outcome = await self.store.transact(self.wiring.note_attempt, delivery)
+                if outcome is not None:
+                    self.on_commit()
+                    await self._settle(delivery, outcome)
+                    continue
+            await self._apply([delivery])
+
+    async def _apply(self, deliveries: list[Delivery]) -> None:
         started = time.perf_counter()
         try:
             outcomes = await self.store.transact(self.wiring.apply_batch, deliveries)
         except Exception:
             log.exception(
-                "batch of %d from %s failed to commit; naking", len(messages), self.stream
+                "batch of %d from %s failed to commit; naking", len(deliveries), self.stream
             )
-            for message in messages:
-                await message.nak(
-                    delay=self.wiring.policy.nak_delay(message.metadata.num_delivered)
-                )
+            for delivery in deliveries:
+                await delivery.msg.nak(delay=self.wiring.policy.nak_delay(delivery.deliveries))
             return
         self.metrics.labels(self.metrics.batch_seconds).observe(time.perf_counter() - started)
         self.last_batch_at = time.time()
@@ -415,3 +472,75 @@ class Mailbox:
         else:
             m.labels(m.failed, contract=contract).inc()
             await message.nak(delay=self.wiring.policy.nak_delay(delivery.deliveries))
+
+
+class ExhaustedMailbox:
+    """Reads the max-deliveries advisories of this service's mailboxes (kept in a stream) and
+    dead-letters each message JetStream stopped redelivering: one the service crashed on, or
+    never finished within the ack wait. Without this such a message would sit unseen."""
+
+    def __init__(
+        self,
+        wiring: Wiring,
+        store,
+        subscription,
+        js,
+        metrics: RuntimeMetrics,
+        on_commit: Callable[[], None],
+    ) -> None:
+        self.wiring = wiring
+        self.store = store
+        self.subscription = subscription
+        self.js = js
+        self.metrics = metrics
+        self.on_commit = on_commit
+        self.stream = "ADVISORIES"
+        self.stopping = asyncio.Event()
+
+    async def run(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                advisories = await self.subscription.fetch(50, timeout=1.0)
+            except TimeoutError:
+                continue
+            except Exception as error:
+                if not self.stopping.is_set():
+                    log.warning("fetch of advisories failed: %r", error)
+                    await asyncio.sleep(1.0)
+                continue
+            for advisory in advisories:
+                try:
+                    await self._dead_letter(msgspec.json.decode(advisory.data))
+                except Exception:
+                    log.exception("could not dead-letter from advisory %r", advisory.data[:200])
+                    await advisory.nak(delay=5.0)
+                    continue
+                await advisory.ack()
+
+    async def _dead_letter(self, advisory: dict) -> None:
+        stream, seq, deliveries = advisory["stream"], advisory["stream_seq"], advisory["deliveries"]
+        try:
+            original = await self.js.get_msg(stream, seq)
+        except Exception as error:  # aged out of the stream, or deleted by an operator
+            log.error("message %s/%d exhausted its deliveries and is gone: %r", stream, seq, error)
+            return
+        delivery = self.wiring.decode(
+            original.subject,
+            original.data or b"",
+            original.headers,
+            stream=stream,
+            stream_seq=seq,
+            deliveries=deliveries,
+        )
+        reason = (
+            f"JetStream stopped redelivering after {deliveries} deliveries without an ack: "
+            "the service crashed or timed out while handling it"
+        )
+        outcome = await self.store.transact(self.wiring.exhaust, delivery, reason)
+        if outcome.kind == "dead_letter":
+            m = self.metrics
+            m.labels(m.dead_lettered, contract=delivery.contract, cause="exhausted").inc()
+            log.warning(
+                "dead letter %s on %s: %s", outcome.dead_letter_id, delivery.subject, reason
+            )
+            self.on_commit()

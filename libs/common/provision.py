@@ -26,6 +26,12 @@ from .natsconfig import consumer_name
 
 DAY = 24 * 3600
 
+# JetStream announces a message it gave up redelivering only as a core NATS advisory; kept in a
+# stream, a service that was down at that moment still learns of it and dead-letters the message.
+ADVISORIES = "ADVISORIES"
+MAX_DELIVERIES = "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES"
+TERMINATED = "$JS.EVENT.ADVISORY.CONSUMER.MSG_TERMINATED"
+
 
 @dataclass(frozen=True)
 class DeliveryPolicy:
@@ -42,20 +48,32 @@ class DeliveryPolicy:
 
 
 def stream_configs(catalogue: Catalogue, replicas: int = 1) -> list[StreamConfig]:
+    advisories = StreamConfig(
+        name=ADVISORIES,
+        description="Messages JetStream stopped redelivering, and messages services terminated",
+        subjects=[f"{MAX_DELIVERIES}.>", f"{TERMINATED}.>"],
+        retention=RetentionPolicy.LIMITS,
+        storage=StorageType.FILE,
+        max_age=30 * DAY,
+        num_replicas=replicas,
+    )
     return [
-        StreamConfig(
-            name=stream.name,
-            description=stream.description,
-            subjects=stream.subjects,
-            retention=RetentionPolicy.LIMITS,
-            storage=StorageType.FILE,
-            discard=DiscardPolicy.OLD,
-            max_age=stream.max_age_days * DAY,
-            duplicate_window=stream.duplicate_window_seconds,
-            num_replicas=replicas,
-            allow_direct=True,
-        )
-        for stream in catalogue.streams
+        advisories,
+        *[
+            StreamConfig(
+                name=stream.name,
+                description=stream.description,
+                subjects=stream.subjects,
+                retention=RetentionPolicy.LIMITS,
+                storage=StorageType.FILE,
+                discard=DiscardPolicy.OLD,
+                max_age=stream.max_age_days * DAY,
+                duplicate_window=stream.duplicate_window_seconds,
+                num_replicas=replicas,
+                allow_direct=True,
+            )
+            for stream in catalogue.streams
+        ],
     ]
 
 
@@ -69,6 +87,14 @@ def mailbox_filters(catalogue: Catalogue, party: str, site: str) -> dict[str, li
         subject = channel.any_version(site) if channel.is_ingress else channel.subject(site)
         filters.setdefault(catalogue.stream_for(channel).name, set()).add(subject)
     return {stream: sorted(subjects) for stream, subjects in filters.items()}
+
+
+def advisory_filters(catalogue: Catalogue, service: str, site: str) -> list[str]:
+    """The max-deliveries advisories of a service's own mailboxes."""
+    name = consumer_name(service, site)
+    return [
+        f"{MAX_DELIVERIES}.{stream}.{name}" for stream in mailbox_filters(catalogue, service, site)
+    ]
 
 
 def consumer_configs(
@@ -112,6 +138,21 @@ async def provision(
         for party in services if services is not None else readers_and_services(catalogue):
             for stream, config in consumer_configs(catalogue, party, site, policy).items():
                 await js.add_consumer(stream, config)
+            if party in catalogue.services and catalogue.consumed_by(party):
+                await js.add_consumer(ADVISORIES, advisory_consumer(catalogue, party, site))
+
+
+def advisory_consumer(catalogue: Catalogue, service: str, site: str) -> ConsumerConfig:
+    name = consumer_name(service, site)
+    return ConsumerConfig(
+        durable_name=name,
+        name=name,
+        description=f"messages {service} at {site} never acknowledged",
+        deliver_policy=DeliverPolicy.ALL,
+        ack_policy=AckPolicy.EXPLICIT,
+        max_deliver=20,
+        filter_subjects=advisory_filters(catalogue, service, site),
+    )
 
 
 def readers_and_services(catalogue: Catalogue) -> list[str]:

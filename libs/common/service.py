@@ -28,7 +28,7 @@ from sinew.contracts.catalogue import Catalogue
 from sinew.contracts.envelope import Envelope, new_event_id, utc_now
 
 from . import deadletters
-from .actor import Handler, Mailbox, Parser, Wiring
+from .actor import ExhaustedMailbox, Handler, Mailbox, Parser, Wiring
 from .config import Settings
 from .context import Context
 from .http import (
@@ -45,7 +45,7 @@ from .metrics import RuntimeMetrics
 from .natsconfig import admin_subject, consumer_name
 from .natsconn import connect
 from .outbox import OutboxRelay
-from .provision import DeliveryPolicy, mailbox_filters
+from .provision import ADVISORIES, DeliveryPolicy, mailbox_filters
 from .store import Store
 
 log = logging.getLogger("sinew.service")
@@ -262,7 +262,8 @@ async def _bind_mailboxes(runtime: Runtime, js) -> list[Mailbox]:
     """Bind to the consumers provisioned for this service; wait for any not yet provisioned."""
     name = consumer_name(runtime.definition.name, runtime.site)
     mailboxes = []
-    for stream in mailbox_filters(runtime.wiring.catalogue, runtime.definition.name, runtime.site):
+    streams = list(mailbox_filters(runtime.wiring.catalogue, runtime.definition.name, runtime.site))
+    for stream in [*streams, ADVISORIES] if streams else []:
         while True:
             try:
                 await js.consumer_info(stream, name)
@@ -275,6 +276,7 @@ async def _bind_mailboxes(runtime: Runtime, js) -> list[Mailbox]:
                     error,
                 )
                 await asyncio.sleep(2.0)
+    for stream in streams:
         subscription = await js.pull_subscribe_bind(durable=name, stream=stream)
         mailboxes.append(
             Mailbox(
@@ -284,6 +286,13 @@ async def _bind_mailboxes(runtime: Runtime, js) -> list[Mailbox]:
                 stream,
                 runtime.metrics,
                 runtime.relay.wake,
+            )
+        )
+    if mailboxes:
+        advisories = await js.pull_subscribe_bind(durable=name, stream=ADVISORIES)
+        mailboxes.append(
+            ExhaustedMailbox(
+                runtime.wiring, runtime.store, advisories, js, runtime.metrics, runtime.relay.wake
             )
         )
     return mailboxes

@@ -57,6 +57,16 @@ RUNTIME_SCHEMA = [
     );
     CREATE INDEX sinew_dead_letters_status ON sinew_dead_letters(status, cause);
     """,
+    # Redelivered messages are attempted one by one, each attempt noted first: a message that
+    # keeps taking the process down is caught by its count.
+    """
+    CREATE TABLE sinew_suspects (
+        stream TEXT NOT NULL,
+        stream_seq INTEGER NOT NULL,
+        attempts INTEGER NOT NULL,
+        PRIMARY KEY (stream, stream_seq)
+    ) WITHOUT ROWID;
+    """,
 ]
 
 

@@ -132,3 +132,83 @@ async def test_nats_server_restarted_mid_stream_loses_nothing(fresh_nats_server,
                 await asyncio.to_thread(server.restart)
         await assert_each_applied_once(js, settings, 150)
     await nc.close()
+
+
+async def test_a_message_that_kills_the_service_every_time_becomes_a_dead_letter(
+    nats_server, tmp_path
+):
+    """Redelivered messages are tried one by one with each attempt noted first, so the message
+    that keeps killing the process is caught on its own, and its batch mates still go through."""
+    site = new_site()
+    settings = settings_for("passthrough", site, nats_server, tmp_path)
+    await provisioned(nats_server, sample.catalogue(), site, ["passthrough"])
+    nc = await nats.connect(nats_server.url)
+    js = nc.jetstream()
+    subject = sample.SUBMITTED_V1.subject(site)
+    poison = msgspec.json.encode(
+        {"site": site, "sample_id": "P", "value": 1, "amount": "1", "note": "crash"}
+    )
+    await publish(js, subject, poison, site=site, event_id=f"{site}-poison")
+    await publish_samples(js, site, 20)
+    service = ServiceProcess(MODULE, settings)
+    db = settings.database_path
+
+    def dead_lettered() -> bool:
+        if not service.alive:
+            service.start()  # a supervisor restarts it, as `sinew up` and compose do
+        return db.exists() and query(db, "SELECT count(*) FROM sinew_dead_letters")[0][0] == 1
+
+    try:
+        await eventually(dead_lettered, timeout=60, interval=0.2, what="poison dead-lettered")
+        cause, reason, deliveries, payload = query(
+            db, "SELECT cause, reason, deliveries, payload FROM sinew_dead_letters"
+        )[0]
+        assert cause == "exhausted"
+        assert reason == "the service process died in 2 attempts at this message alone"
+        assert deliveries == 4
+        assert payload == poison
+        await assert_each_applied_once(js, settings, 20)
+    finally:
+        service.stop()
+        await nc.close()
+
+
+async def test_a_message_jetstream_gave_up_on_is_dead_lettered_from_the_advisory(
+    nats_server, tmp_path
+):
+    """The backstop: a message fetched and never acknowledged max_deliver times (a service that
+    hung or died each time) is announced by an advisory kept in a stream; the service
+    dead-letters it when it next runs, even though it was down when JetStream gave up."""
+    site = new_site()
+    settings = settings_for("passthrough", site, nats_server, tmp_path)
+    await provisioned(nats_server, sample.catalogue(), site, ["passthrough"])
+    nc = await nats.connect(nats_server.url)
+    js = nc.jetstream()
+    await publish_samples(js, site, 1)
+    mailbox = await js.pull_subscribe_bind(durable=f"passthrough-{site}", stream="INGRESS")
+    for _ in range(4):  # FAST policy: max_deliver 4, one-second back-off
+        (message,) = await mailbox.fetch(1, timeout=10)  # taken, never acknowledged
+    # The server announces it gives up when it would have delivered a fifth time.
+    with pytest.raises(TimeoutError):
+        await mailbox.fetch(1, timeout=3)
+    await mailbox.unsubscribe()
+
+    async def advisory_kept() -> bool:
+        info = await js.consumer_info("ADVISORIES", f"passthrough-{site}")
+        return info.num_pending == 1
+
+    await eventually(advisory_kept, what="max-deliveries advisory in the ADVISORIES stream")
+    async with running(sample.definition(), settings, sample.catalogue(), provisioned=False):
+        db = settings.database_path
+        await eventually(
+            lambda: query(db, "SELECT count(*) FROM sinew_dead_letters")[0][0] == 1,
+            what="dead letter from the advisory",
+        )
+        cause, reason, payload = query(db, "SELECT cause, reason, payload FROM sinew_dead_letters")[
+            0
+        ]
+        assert cause == "exhausted"
+        assert "JetStream stopped redelivering after 4 deliveries" in reason
+        assert payload == message.data
+        assert query(db, "SELECT count(*) FROM samples") == [(0,)]
+    await nc.close()

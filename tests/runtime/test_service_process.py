@@ -54,7 +54,7 @@ async def test_health_readiness_metrics_and_token_roles(nats_server, tmp_path):
         assert (await http.get("/healthz")).status == 200
         ready = await http.get("/readyz")
         assert ready.status == 200
-        assert (await ready.json())["mailboxes"] == ["INGRESS"]
+        assert (await ready.json())["mailboxes"] == ["INGRESS", "ADVISORIES"]
 
         async def dead_letter_listed() -> bool:
             return (await (await http.get("/v1/dead-letters")).json())["total"] == 1
@@ -103,7 +103,8 @@ async def test_sigterm_drains_and_flushes_the_outbox(nats_server, tmp_path):
         lambda: db.exists() and query(db, "SELECT count(*) FROM samples")[0][0] > 0,
         what="work started",
     )
-    assert await asyncio.to_thread(service.stop, signal.SIGTERM) == 0
+    exit_code = await asyncio.to_thread(service.stop, signal.SIGTERM)
+    assert exit_code == 0, service.log()[-3000:]
     applied = query(db, "SELECT count(*) FROM samples")[0][0]
     assert query(db, "SELECT count(*) FROM sinew_outbox WHERE published_at IS NULL") == [(0,)]
     assert query(db, "SELECT count(*) FROM sinew_outbox") == [(applied,)]

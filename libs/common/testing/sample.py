@@ -8,6 +8,8 @@ whether anything was applied twice.
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import sys
 
 import msgspec
@@ -103,6 +105,10 @@ def accept(sample: SampleSubmitted | SampleSubmittedV2, ctx: Context) -> None:
     note = getattr(sample, "note", None) or ""
     if note == "transient":
         raise Transient("the sample's downstream is unavailable")
+    if note == "crash":
+        # A poison message that takes the whole process down, as a native crash or an OOM kill
+        # would; only ever sent to a sample service running as its own process.
+        os.kill(os.getpid(), signal.SIGKILL)
     if note == "reject":
         raise Invalid("the sample's note asks to be rejected")
     ctx.db.execute(
