@@ -5,7 +5,7 @@ from __future__ import annotations
 import msgspec
 import nats
 import pytest
-from helpers import eventually, new_site, publish, query, running, settings_for
+from helpers import eventually, new_site, publish, query, running, settings_for, subject_messages
 
 from sinew.common.testing import sample
 from sinew.contracts.envelope import MSG_ID
@@ -63,4 +63,40 @@ async def test_the_same_event_published_twice_is_applied_once(nats_server, tmp_p
         assert (
             'sinew_duplicates_suppressed_total{contract="ingress.sample.submitted.v1"' in exposition
         )
+    await nc.close()
+
+
+async def test_events_carry_the_envelope_correlation_causation_and_trace(nats_server, tmp_path):
+    site = new_site()
+    settings = settings_for("passthrough", site, nats_server, tmp_path)
+    nc = await nats.connect(nats_server.url)
+    js = nc.jetstream()
+    trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
+    incoming_id = f"{site}-traced"
+    async with running(sample.definition(), settings, sample.catalogue()) as runtime:
+        await publish(
+            js,
+            sample.SUBMITTED_V1.subject(site),
+            submitted(site, "T1"),
+            site=site,
+            event_id=incoming_id,
+            correlation_id="case-4711",
+            traceparent=f"00-{trace_id}-00f067aa0ba902b7-01",
+        )
+        subject = sample.ACCEPTED.subject(site)
+        await eventually(lambda: stream_count(js, "PASSTHROUGH", subject), what="event out")
+        await eventually(lambda: runtime.relay.backlog == 0, what="outbox drained")
+    (event,) = await subject_messages(js, "PASSTHROUGH", subject)
+    headers = event.headers
+    assert headers["ce-type"] == "org.sinew.passthrough.sample.accepted.v1"
+    assert headers["ce-source"] == f"/sinew/{site}/passthrough"
+    assert headers["ce-specversion"] == "1.0"
+    assert headers["ce-subject"] == "T1"
+    assert headers["sinew-site"] == site
+    assert headers["sinew-correlation-id"] == "case-4711"
+    assert headers["sinew-causation-id"] == incoming_id
+    assert headers["Nats-Msg-Id"] == headers["ce-id"] != incoming_id
+    version, trace, span, flags = headers["traceparent"].split("-")
+    assert (version, trace, flags) == ("00", trace_id, "01")
+    assert span != "00f067aa0ba902b7", "each hop has a span of its own"
     await nc.close()

@@ -83,6 +83,10 @@ async def test_health_readiness_metrics_and_token_roles(nats_server, tmp_path):
         assert (await sre.json())["results"][0]["outcome"] == "applied"
         shown = await (await http.get(f"/v1/dead-letters/{dead_id}")).json()
         assert shown["status"] == "replayed" and shown["replayed_by"] == "sre"
+        huge = await http.post(
+            replay, data=b"x" * (2 * 1024 * 1024), headers={"Authorization": "Bearer sre-token"}
+        )
+        assert huge.status == 413 and (await huge.json())["error"]["code"] == "too_large"
         missing = await http.get("/v1/dead-letters/nope")
         assert missing.status == 404 and (await missing.json())["error"]["code"] == "not_found"
     await nc.close()
