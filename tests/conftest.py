@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import pytest
+from helpers import ServiceProcess
 
 from sinew.common.testing.nats_server import NatsServer
 
@@ -19,3 +20,11 @@ def fresh_nats_server(tmp_path):
     server = NatsServer(tmp_path / "nats").start()
     yield server
     server.stop()
+
+
+@pytest.fixture(autouse=True)
+def stop_service_processes():
+    """No service process outlives its test, whatever the test's outcome."""
+    yield
+    while ServiceProcess.started:
+        ServiceProcess.started.pop().stop()

@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import ClassVar
 
 import nats
 
@@ -84,6 +85,14 @@ def query(db_path: Path, sql: str, params=()) -> list[tuple]:
         conn.close()
 
 
+def count(db_path: Path, table: str, where: str = "1=1") -> int:
+    """Rows in a table; 0 while the service has not created its database yet."""
+    try:
+        return query(db_path, f"SELECT count(*) FROM {table} WHERE {where}")[0][0]
+    except sqlite3.OperationalError:  # no file or no table yet: the service is still starting
+        return 0
+
+
 def settings_for(service: str, site: str, server, data_dir: Path, **overrides) -> Settings:
     return Settings(
         service=service,
@@ -135,7 +144,10 @@ async def running(
 
 
 class ServiceProcess:
-    """A service as its own OS process, so a test can SIGKILL it at the worst moment."""
+    """A service as its own OS process, so a test can SIGKILL it at the worst moment. Every one
+    still alive when its test ends is stopped by the `stop_service_processes` fixture."""
+
+    started: ClassVar[list[ServiceProcess]] = []
 
     def __init__(
         self, module: str, settings: Settings, args: list[str] | None = None, faults: str = ""
@@ -161,6 +173,7 @@ class ServiceProcess:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", self.module, *self.args], env=env, stdout=log, stderr=log
             )
+        ServiceProcess.started.append(self)
         return self
 
     def wait_exit(self, timeout: float = 30.0) -> int:

@@ -168,16 +168,11 @@ class Wiring:
     # -- the transaction: on the database thread -------------------------------------------------
 
     def apply_batch(self, conn: sqlite3.Connection, deliveries: list[Delivery]) -> list[Outcome]:
+        # A handler's own failure rolls back to its savepoint inside _apply_one; anything else
+        # raised here (the database itself failing) rolls back the whole batch, which is naked.
         outcomes = []
         for delivery in deliveries:
-            conn.execute("SAVEPOINT message")
-            try:
-                outcome = self._apply_one(conn, delivery)
-            except BaseException:
-                conn.execute("ROLLBACK TO message")
-                conn.execute("RELEASE message")
-                raise
-            conn.execute("RELEASE message")
+            outcome = self._apply_one(conn, delivery)
             if delivery.deliveries > 1:
                 conn.execute(
                     "DELETE FROM sinew_suspects WHERE stream=? AND stream_seq=?",
@@ -391,17 +386,29 @@ class Mailbox:
         self.last_batch_at: float | None = None
 
     async def run(self) -> None:
-        while not self.stopping.is_set():
-            try:
-                messages = await self.subscription.fetch(self.batch_size, timeout=1.0)
-            except TimeoutError:
-                continue  # nothing pending: normal on a quiet stream
-            except Exception as error:  # disconnected, consumer gone: keep trying
-                if not self.stopping.is_set():
-                    log.warning("fetch from %s failed: %r", self.stream, error)
-                    await asyncio.sleep(1.0)
-                continue
-            await self.handle(messages)
+        # The next batch is fetched while this one's transaction runs on the database thread.
+        upcoming = asyncio.create_task(self._fetch())
+        try:
+            while not self.stopping.is_set():
+                messages = await upcoming
+                upcoming = asyncio.create_task(self._fetch())
+                if messages:
+                    await self.handle(messages)
+        finally:
+            # Fetched but not handled: redelivered after the ack wait, to this or the next start.
+            upcoming.cancel()
+            await asyncio.gather(upcoming, return_exceptions=True)
+
+    async def _fetch(self) -> list[Msg]:
+        try:
+            return await self.subscription.fetch(self.batch_size, timeout=1.0)
+        except TimeoutError:
+            return []  # nothing pending: normal on a quiet stream
+        except Exception as error:  # disconnected, consumer gone: keep trying
+            if not self.stopping.is_set():
+                log.warning("fetch from %s failed: %r", self.stream, error)
+                await asyncio.sleep(1.0)
+            return []
 
     async def handle(self, messages: list[Msg]) -> None:
         deliveries = [self._decode(m) for m in messages]

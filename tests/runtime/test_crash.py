@@ -10,6 +10,7 @@ import nats
 import pytest
 from helpers import (
     ServiceProcess,
+    count,
     eventually,
     new_site,
     provisioned,
@@ -38,24 +39,24 @@ async def publish_samples(js, site: str, count: int) -> None:
         await publish(js, subject, submitted(site, n), site=site, event_id=f"{site}-{n}")
 
 
-async def assert_each_applied_once(js, settings, count: int) -> None:
+async def assert_each_applied_once(js, settings, expected: int) -> None:
     db = settings.database_path
     await eventually(
-        lambda: db.exists() and query(db, "SELECT count(*) FROM samples")[0][0] == count,
+        lambda: count(db, "samples") == expected,
         timeout=60,
-        what=f"{count} samples applied",
+        what=f"{expected} samples applied",
     )
     assert query(db, "SELECT count(*) FROM samples WHERE applied != 1") == [(0,)]
     subject = sample.ACCEPTED.subject(settings.site)
 
     async def all_published() -> bool:
-        return len(await subject_messages(js, "PASSTHROUGH", subject)) >= count
+        return len(await subject_messages(js, "PASSTHROUGH", subject)) >= expected
 
     await eventually(all_published, timeout=60, what="every accepted event published")
     events = await subject_messages(js, "PASSTHROUGH", subject)
     ids = [m.headers[CE_ID] for m in events]
-    assert len(ids) == count, "an accepted event was published twice or lost"
-    assert len(set(ids)) == count
+    assert len(ids) == expected, "an accepted event was published twice or lost"
+    assert len(set(ids)) == expected
 
 
 async def test_killed_between_commit_and_ack_applies_everything_once(nats_server, tmp_path):
@@ -156,7 +157,7 @@ async def test_a_message_that_kills_the_service_every_time_becomes_a_dead_letter
     def dead_lettered() -> bool:
         if not service.alive:
             service.start()  # a supervisor restarts it, as `sinew up` and compose do
-        return db.exists() and query(db, "SELECT count(*) FROM sinew_dead_letters")[0][0] == 1
+        return count(db, "sinew_dead_letters") == 1
 
     try:
         await eventually(dead_lettered, timeout=60, interval=0.2, what="poison dead-lettered")

@@ -13,6 +13,7 @@ import nats
 import pytest
 from helpers import (
     ServiceProcess,
+    count,
     eventually,
     new_site,
     provisioned,
@@ -104,7 +105,7 @@ async def test_sigterm_drains_and_flushes_the_outbox(nats_server, tmp_path):
     service = ServiceProcess("sinew.common.testing.sample", settings).start()
     db = settings.database_path
     await eventually(
-        lambda: db.exists() and query(db, "SELECT count(*) FROM samples")[0][0] > 0,
+        lambda: count(db, "samples") > 0,
         what="work started",
     )
     exit_code = await asyncio.to_thread(service.stop, signal.SIGTERM)
