@@ -10,10 +10,12 @@ default:
     @just --list --unsorted
 
 # Start the embedded site (NATS + every built service), state under ./data; Ctrl-C stops it
+[no-exit-message]
 up *args:
     sinew up "$@"
 
 # Start the demo site (today: the embedded site; the simulated hospital day comes with the demo)
+[no-exit-message]
 demo *args:
     sinew up "$@"
 
