@@ -23,4 +23,9 @@ def definition(name: str):
 
 def built() -> list[str]:
     """The services whose code exists in this checkout, in catalogue order."""
-    return [name for name in SERVICES if importlib.util.find_spec(f"sinew.services.{name}")]
+    return [
+        name
+        for name in SERVICES
+        if importlib.util.find_spec(f"sinew.services.{name}")
+        and importlib.util.find_spec(f"sinew.services.{name}.service")
+    ]

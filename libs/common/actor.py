@@ -37,7 +37,9 @@ log = logging.getLogger("sinew.actor")
 
 Handler = Callable[[Any, Context], None]
 CRASH_LIMIT = 2  # attempts that took the process down before a message is dead-lettered
-Parser = Callable[[bytes, dict[str, str]], msgspec.Struct]
+# A parser reads a foreign-format document (HL7, X12, FHIR) into a contract Struct, given the raw
+# bytes, the headers and the site of the subject; it raises Invalid with a precise reason.
+Parser = Callable[[bytes, dict[str, str], str], msgspec.Struct]
 
 
 @dataclass
@@ -152,7 +154,7 @@ class Wiring:
                 "oversized",
             )
         if channel.name in self.parsers:
-            message = self.parsers[channel.name](delivery.data, delivery.headers)
+            message = self.parsers[channel.name](delivery.data, delivery.headers, self.site)
         else:
             try:
                 message = self.decoders[channel.name].decode(delivery.data)

@@ -32,6 +32,11 @@ def admin_subject(site: str, service: str) -> str:
     return f"sinew.admin.{site}.{service}"
 
 
+def api_subject(site: str, service: str) -> str:
+    """Prefix of a service's request/reply lookups (no stream captures sinew.api.>)."""
+    return f"sinew.api.{site}.{service}"
+
+
 def service_permissions(catalogue: Catalogue, service: str, site: str) -> dict:
     consumer = consumer_name(service, site)
     publish = sorted({c.subject(site) for c in catalogue.published_by(service)})
@@ -43,10 +48,12 @@ def service_permissions(catalogue: Catalogue, service: str, site: str) -> dict:
         f"$JS.ACK.*.{consumer}.>",
         "$JS.API.STREAM.MSG.GET.*",
         "$JS.API.DIRECT.GET.*",
+        f"sinew.api.{site}.>",
     ]
     subscribe = [
         f"{inbox_prefix(user_name(service, site))}.>",
         f"{admin_subject(site, service)}.>",
+        f"{api_subject(site, service)}.>",
         "$SRV.>",
         f"$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.*.{consumer}",
     ]
@@ -74,7 +81,16 @@ def outside_system_permissions(catalogue: Catalogue, system: str, site: str) -> 
 
 def operator_permissions() -> dict:
     return {
-        "publish": {"allow": ["$JS.API.>", "$SRV.>", "sinew.admin.>", "$JS.ACK.>", "$JS.FC.>"]},
+        "publish": {
+            "allow": [
+                "$JS.API.>",
+                "$SRV.>",
+                "sinew.admin.>",
+                "sinew.api.>",
+                "$JS.ACK.>",
+                "$JS.FC.>",
+            ]
+        },
         "subscribe": {"allow": [f"{inbox_prefix(OPERATOR)}.>", "sinew.>", "$JS.EVENT.>"]},
     }
 

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import json
 import logging
 import signal
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from typing import Any
@@ -42,7 +43,7 @@ from .http import (
     requires,
 )
 from .metrics import RuntimeMetrics
-from .natsconfig import admin_subject, consumer_name
+from .natsconfig import admin_subject, api_subject, consumer_name
 from .natsconn import connect
 from .outbox import OutboxRelay
 from .provision import ADVISORIES, DeliveryPolicy, mailbox_filters
@@ -59,6 +60,14 @@ class ServiceDefinition:
     migrations: list[str] = field(default_factory=list)
     parsers: dict[str, Parser] = field(default_factory=dict)
     routes: Callable[[Runtime], list[web.RouteDef]] | None = None
+    # Request/reply endpoints on NATS, served with nats.micro under sinew.api.<site>.<service>.<name>:
+    # name -> async handler(runtime, request) that answers with request.respond(...).
+    endpoints: dict[str, Callable[[Runtime, Request], Awaitable[None]]] = field(
+        default_factory=dict
+    )
+    # Background loops (a KV projector, a scheduler): started once the service is bound,
+    # cancelled on stop, each given the Runtime.
+    tasks: list[Callable[[Runtime], Awaitable[None]]] = field(default_factory=list)
     version: str = "0.1.0"
 
 
@@ -209,6 +218,10 @@ async def serve(
         tasks = [
             asyncio.create_task(mb.run(), name=f"mailbox-{mb.stream}") for mb in runtime.mailboxes
         ]
+        background = [
+            asyncio.create_task(task(runtime), name=getattr(task, "__name__", "task"))
+            for task in definition.tasks
+        ]
         runtime.ready = True
         log.info(
             "%s at %s ready; http on port %s",
@@ -228,6 +241,9 @@ async def serve(
         for mailbox in runtime.mailboxes:
             # Messages fetched but not handled are simply redelivered to the next start.
             await mailbox.subscription.unsubscribe()
+        for task in background:
+            task.cancel()
+        await asyncio.gather(*background, return_exceptions=True)
         relay.stop()
         await relay_task
         try:
@@ -350,6 +366,15 @@ async def _register_micro(runtime: Runtime):
     async def status(request: Request) -> None:
         await respond(request, await runtime.status())
 
+    service_group = service.add_group(name=api_subject(runtime.site, definition.name))
+    for name, endpoint in definition.endpoints.items():
+        await service_group.add_endpoint(
+            EndpointConfig(
+                name=name.replace(".", "-"),
+                subject=name,
+                handler=functools.partial(endpoint, runtime),
+            )
+        )
     for name, handler in [
         ("dlq.list", dlq_list),
         ("dlq.show", dlq_show),
