@@ -65,6 +65,9 @@ class Context:
         Its id derives from the message being handled, so a retried or rebuilt handler emits the
         very same ids and every consumer's inbox recognises them."""
         target = self.publications.channel_for(message, channel)
+        return self._append(target, _encoder.encode(message), about)
+
+    def _append(self, target: Channel, payload: bytes, about: str | None) -> str:
         event_id = derived_event_id(self.id_seed, len(self.outgoing))
         envelope = Envelope(
             id=event_id,
@@ -76,13 +79,18 @@ class Context:
             subject=about or self.envelope.subject,
             causation_id=self.envelope.id,
             traceparent=self.traceparent,
+            content_type=target.content_type,
         )
         self.outgoing.append(
-            Outgoing(
-                event_id, target.subject(self.site), envelope.headers(), _encoder.encode(message)
-            )
+            Outgoing(event_id, target.subject(self.site), envelope.headers(), payload)
         )
         return event_id
+
+    def emit_document(self, data: bytes, *, channel: str, about: str | None = None) -> str:
+        """Write a foreign-format document (an X12 850, say) to the outbox on a channel whose
+        content type says what it is."""
+        target = self.publications.channel_for(None, channel)
+        return self._append(target, data, about)
 
     def flush(self) -> None:
         """Write what was emitted to the outbox table (inside the caller's transaction)."""
