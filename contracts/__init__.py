@@ -6,6 +6,14 @@ from .ops import DeadLetterRecorded, DeadLetterReplayed
 
 STREAMS = [
     Stream("INGRESS", INGRESS, "Raw documents from outside systems, kept for audit and replay"),
+    Stream(
+        "CLINICAL_INGRESS",
+        INGRESS,
+        "Raw EHR documents; they carry patient identifiers, so "
+        "only the usage service may read them",
+        publishers=("ehr",),
+        phi=True,
+    ),
     Stream("ITEMS", "items", "Item master, supplier, contract and location changes"),
     Stream("PROCUREMENT", "procurement", "Requisitions, approvals and purchase orders"),
     Stream("RECEIVING", "receiving", "Advance ship notices and goods receipts"),

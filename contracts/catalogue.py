@@ -54,10 +54,12 @@ class Stream:
     # service can rebuild its database from them.
     max_age_days: int = 400
     duplicate_window_seconds: int = 120
-
-    @property
-    def subjects(self) -> list[str]:
-        return [f"{ROOT}.{self.domain}.>"]
+    # Set on a stream that takes only these publishers' channels of its domain: the EHR's raw
+    # documents carry patient identifiers, so they get a stream of their own that only the usage
+    # service may read.
+    publishers: tuple[str, ...] = ()
+    # Holds patient identifiers: only the services that consume it may read it, operators not.
+    phi: bool = False
 
 
 @dataclass(frozen=True)
@@ -139,7 +141,7 @@ class Catalogue:
 
     def __post_init__(self) -> None:
         self._by_name = {c.name: c for c in self.channels}
-        self._streams = {s.domain: s for s in self.streams}
+        self._stream_of = {c.name: self._place(c) for c in self.channels}
         problems = list(self._problems())
         if problems:
             raise ValueError("contract catalogue is inconsistent:\n  " + "\n  ".join(problems))
@@ -149,7 +151,7 @@ class Catalogue:
             yield "two channels share a name"
         parties = set(self.services) | set(self.outside_systems)
         for channel in self.channels:
-            if channel.domain not in self._streams:
+            if self._stream_of[channel.name] is None:
                 yield f"{channel.name}: no stream holds domain {channel.domain!r}"
             if channel.publisher not in parties:
                 yield f"{channel.name}: unknown publisher {channel.publisher!r}"
@@ -173,8 +175,23 @@ class Catalogue:
         parsed = parse_subject(subject)
         return self._by_name.get(parsed.name) if parsed else None
 
+    def _place(self, channel: Channel) -> Stream | None:
+        streams = [s for s in self.streams if s.domain == channel.domain]
+        dedicated = [s for s in streams if channel.publisher in s.publishers]
+        shared = [s for s in streams if not s.publishers]
+        return (dedicated or shared or [None])[0]
+
     def stream_for(self, channel: Channel) -> Stream:
-        return self._streams[channel.domain]
+        return self._stream_of[channel.name]
+
+    def stream_subjects(self, stream: Stream) -> list[str]:
+        """A domain held by one stream takes all of it; a domain split between streams (ingress)
+        lists each channel family, so no two streams claim the same subject."""
+        if len([s for s in self.streams if s.domain == stream.domain]) == 1:
+            return [f"{ROOT}.{stream.domain}.>"]
+        return sorted(
+            {c.any_version("*") for c in self.channels if self._stream_of[c.name] == stream}
+        )
 
     def consumed_by(self, service: str) -> list[Channel]:
         return [c for c in self.channels if service in c.consumers]

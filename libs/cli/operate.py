@@ -188,7 +188,7 @@ async def tail(nc, target: str, site: str | None, raw: bool, count: int | None) 
     """Follow a stream (by name) or a subject (wildcards allowed) from now."""
     stream = next((s for s in CATALOGUE.streams if s.name == target.upper()), None)
     if stream:
-        subject = f"sinew.{stream.domain}.{site}.>" if site else stream.subjects[0]
+        subject = f"sinew.{stream.domain}.{site or '*'}.>"
     else:
         subject = target
     seen = 0

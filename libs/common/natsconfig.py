@@ -40,14 +40,16 @@ def api_subject(site: str, service: str) -> str:
 def service_permissions(catalogue: Catalogue, service: str, site: str) -> dict:
     consumer = consumer_name(service, site)
     publish = sorted({c.subject(site) for c in catalogue.published_by(service)})
+    # Reading one message by sequence (a dead letter from an advisory) only from its own streams.
+    own_streams = sorted({catalogue.stream_for(c).name for c in catalogue.consumed_by(service)})
     publish += [
         "$JS.API.INFO",
         "$JS.API.STREAM.INFO.*",
         f"$JS.API.CONSUMER.INFO.*.{consumer}",
         f"$JS.API.CONSUMER.MSG.NEXT.*.{consumer}",
         f"$JS.ACK.*.{consumer}.>",
-        "$JS.API.STREAM.MSG.GET.*",
-        "$JS.API.DIRECT.GET.*",
+        *(f"$JS.API.STREAM.MSG.GET.{stream}" for stream in own_streams),
+        *(f"$JS.API.DIRECT.GET.{stream}" for stream in own_streams),
         f"sinew.api.{site}.>",
     ]
     subscribe = [
@@ -79,7 +81,22 @@ def outside_system_permissions(catalogue: Catalogue, system: str, site: str) -> 
     return {"publish": {"allow": publish}, "subscribe": {"allow": subscribe}}
 
 
-def operator_permissions() -> dict:
+def operator_permissions(catalogue: Catalogue) -> dict:
+    """Everything an SRE needs, except a way to read patient identifiers."""
+    phi_streams = [s for s in catalogue.streams if s.phi]
+    deny_publish = [
+        subject
+        for stream in phi_streams
+        for subject in (
+            f"$JS.API.CONSUMER.CREATE.{stream.name}",
+            f"$JS.API.CONSUMER.CREATE.{stream.name}.>",
+            f"$JS.API.CONSUMER.DURABLE.CREATE.{stream.name}.>",
+            f"$JS.API.STREAM.MSG.GET.{stream.name}",
+            f"$JS.API.DIRECT.GET.{stream.name}",
+            f"$JS.API.DIRECT.GET.{stream.name}.>",
+        )
+    ]
+    deny_subscribe = [s for stream in phi_streams for s in catalogue.stream_subjects(stream)]
     return {
         "publish": {
             "allow": [
@@ -89,9 +106,13 @@ def operator_permissions() -> dict:
                 "sinew.api.>",
                 "$JS.ACK.>",
                 "$JS.FC.>",
-            ]
+            ],
+            "deny": deny_publish,
         },
-        "subscribe": {"allow": [f"{inbox_prefix(OPERATOR)}.>", "sinew.>", "$JS.EVENT.>"]},
+        "subscribe": {
+            "allow": [f"{inbox_prefix(OPERATOR)}.>", "sinew.>", "$JS.EVENT.>"],
+            "deny": deny_subscribe,
+        },
     }
 
 
@@ -117,7 +138,7 @@ class Credentials:
 
 def site_users(catalogue: Catalogue, sites: list[str]) -> dict[str, dict]:
     """Every user of the given sites with its permissions."""
-    users: dict[str, dict] = {PROVISIONER: {}, OPERATOR: operator_permissions()}
+    users: dict[str, dict] = {PROVISIONER: {}, OPERATOR: operator_permissions(catalogue)}
     for site in sites:
         for service in catalogue.services:
             users[user_name(service, site)] = service_permissions(catalogue, service, site)

@@ -63,7 +63,7 @@ def stream_configs(catalogue: Catalogue, replicas: int = 1) -> list[StreamConfig
             StreamConfig(
                 name=stream.name,
                 description=stream.description,
-                subjects=stream.subjects,
+                subjects=catalogue.stream_subjects(stream),
                 retention=RetentionPolicy.LIMITS,
                 storage=StorageType.FILE,
                 discard=DiscardPolicy.OLD,

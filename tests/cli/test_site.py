@@ -86,7 +86,9 @@ async def test_up_starts_a_secured_site_stops_cleanly_and_resumes(tmp_path):
     js = nc.jetstream()
     assert {s.name for s in CATALOGUE.streams} <= {s.config.name for s in await js.streams_info()}
     consumers = {c.name for c in await js.consumers_info("INGRESS")}
-    assert {"usage-north", "usage-south", "matching-north"} <= consumers
+    assert {"matching-north", "matching-south", "items-north"} <= consumers
+    clinical = {c.name for c in await js.consumers_info("CLINICAL_INGRESS")}
+    assert clinical == {"usage-north", "usage-south"}
     ehr = await nats.connect(
         f"nats://127.0.0.1:{port}",
         user="ehr-north",

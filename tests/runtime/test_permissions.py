@@ -47,10 +47,9 @@ async def connect_as(server, user: str):
 async def stored(server, subject: str) -> int:
     nc, _ = await connect_as(server, PROVISIONER)
     try:
-        info = await nc.jetstream().stream_info(
-            "INGRESS" if ".ingress." in subject else subject.split(".")[1].upper(),
-            subjects_filter=subject,
-        )
+        js = nc.jetstream()
+        stream = await js.find_stream_name_by_subject(subject)
+        info = await js.stream_info(stream, subjects_filter=subject)
         return sum((info.state.subjects or {}).values())
     finally:
         await nc.close()
@@ -66,7 +65,7 @@ async def test_an_outside_system_writes_only_its_own_sites_ingress(secured_serve
     ack = await js.publish(
         "sinew.ingress.north.usage.recorded.v1", payload, headers=envelope_headers("north", "t")
     )
-    assert ack.stream == "INGRESS"
+    assert ack.stream == "CLINICAL_INGRESS"
     refused = [
         "sinew.usage.north.procedure-usage.recorded.v1",  # canonical: only the usage service
         "sinew.ingress.south.usage.recorded.v1",  # another site's ingress
@@ -129,3 +128,30 @@ async def test_a_service_runs_with_only_its_generated_permissions(secured_server
     await sampler.close()
     holder[0].stopped.set()
     await asyncio.wait_for(task, 30)
+
+
+async def test_patient_data_in_raw_ehr_documents_is_readable_by_the_usage_service_only(
+    secured_server,
+):
+    nc, _ = await connect_as(secured_server, PROVISIONER)
+    await provision(nc.jetstream(), sample.catalogue(), SITES, [])
+    await nc.close()
+    ehr, _ = await connect_as(secured_server, "ehr-north")
+    ack = await ehr.jetstream().publish(
+        "sinew.ingress.north.usage.recorded.v1",
+        b'{"mrn": "MRN-SYNTHETIC-0001"}',
+        headers=envelope_headers("north", "t"),
+    )
+    await ehr.close()
+    for user in ("operator", "matching-north", "replenishment-north"):
+        nc, _ = await connect_as(secured_server, user)
+        js = nc.jetstream(timeout=1)  # a denied request shows only as a timeout
+        with pytest.raises(Exception):  # noqa: B017 (a timeout or an API error, by client path)
+            await js.get_msg("CLINICAL_INGRESS", ack.seq)
+        with pytest.raises(Exception):  # noqa: B017
+            await js.subscribe("sinew.ingress.north.usage.recorded.v1", ordered_consumer=True)
+        await nc.close()
+    usage, _ = await connect_as(secured_server, "usage-north")
+    message = await usage.jetstream().get_msg("CLINICAL_INGRESS", ack.seq)
+    assert b"MRN-SYNTHETIC-0001" in message.data
+    await usage.close()
