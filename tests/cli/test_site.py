@@ -112,7 +112,7 @@ async def test_up_starts_a_secured_site_stops_cleanly_and_resumes(tmp_path):
         password=passwords[OPERATOR],
         inbox_prefix=f"_INBOX_{OPERATOR}",
     )
-    info = await nc.jetstream().stream_info("INGRESS")
+    info = await nc.jetstream().stream_info("CLINICAL_INGRESS")
     assert info.state.messages >= 1
     await nc.close()
     process.send_signal(signal.SIGTERM)
