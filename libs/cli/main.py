@@ -27,8 +27,12 @@ Start here:
   sinew tail USAGE --site north    follow a stream (or a subject) from now
   sinew backlog                    pending and unacknowledged messages per consumer
   sinew services                   services answering $SRV.INFO
+  sinew recall L1 --site north     every case, patient token and shelf that has lot L1
+                                   (--serial S or --gtin G instead of a lot)
   sinew rebuild matching --site north --replace
                                    rebuild a stopped service's database from stream history
+  sinew import items.jsonl --site north
+                                   bulk-load master data (JSON lines, or CSV with --kind item)
 
 Deploying:
   sinew init --data ./data --site north --listen 0.0.0.0 --store-dir /data/jetstream
@@ -127,6 +131,28 @@ def build_parser() -> argparse.ArgumentParser:
         help="default: SINEW_SITE or north",
     )
 
+    load = commands.add_parser(
+        "import",
+        help="bulk-load master data from a JSON-lines or CSV file",
+        description="Publish a file of master-data records to the site's MDM ingress subject, as "
+        "the MDM feed would: JSON lines (one record per line, with its kind) or CSV (one kind "
+        "per file, --kind). Rows that fail their contract are reported and not sent; a re-run "
+        "of the same file is deduplicated. Formats: docs/services/items.md.",
+    )
+    load.add_argument("file", type=Path)
+    load.add_argument("--site", default=os.environ.get("SINEW_SITE", "north"))
+    load.add_argument(
+        "--nats-url", default=os.environ.get("SINEW_NATS_URL", "nats://127.0.0.1:4222")
+    )
+    load.add_argument(
+        "--data",
+        type=Path,
+        default=Path(os.environ.get("SINEW_DATA_DIR", "data")),
+        help="the site's data folder, for the MDM user's NATS password",
+    )
+    load.add_argument("--kind", help="the kind of record in a CSV file (item, supplier, ...)")
+    load.add_argument("--source", choices=["import", "mdm"], default="import")
+
     contracts = commands.add_parser("contracts", help="generate schemas, AsyncAPI, permissions")
     contracts.add_argument("--check", action="store_true", help="fail if anything is stale")
 
@@ -168,6 +194,19 @@ def build_parser() -> argparse.ArgumentParser:
     tail.add_argument("target", help="stream name (USAGE, MATCHING, ...) or subject")
     tail.add_argument("--raw", action="store_true", help="JSON lines for piping")
     tail.add_argument("--count", type=int, help="stop after this many messages")
+
+    recall = commands.add_parser(
+        "recall",
+        help="who received a lot, serial or product, and what is still on shelves",
+        description="Ask the usage service of a site (NATS sinew.api.<site>.usage.recall) for "
+        "every case, location, time and patient token that received the lot, serial or GTIN, "
+        "with the on-hand units replenishment still holds.",
+    )
+    connection(recall)
+    recall.add_argument("lot", nargs="?", help="the recalled lot")
+    recall.add_argument("--serial", help="a recalled serial number")
+    recall.add_argument("--gtin", help="a recalled product (GTIN); with a lot, that product's lot")
+    recall.add_argument("--json", action="store_true")
 
     for name, text in [
         ("backlog", "pending and unacknowledged messages per consumer"),
@@ -216,6 +255,19 @@ async def dispatch(args: argparse.Namespace) -> None:
         await provision_site(args.nats_url, args.sites)
     elif args.command == "contracts":
         contracts(args.check)
+    elif args.command == "import":
+        from sinew.services.items.importer import run_import
+
+        code = await run_import(
+            args.file,
+            site=args.site,
+            nats_url=args.nats_url,
+            data=args.data,
+            kind=args.kind,
+            source=args.source,
+        )
+        if code:
+            raise SystemExit(code)
     else:
         await operate(args)
 
@@ -296,6 +348,10 @@ async def operate(args: argparse.Namespace) -> None:
             await op.backlog(nc, args.json)
         elif args.command == "services":
             await op.services(nc, args.json)
+        elif args.command == "recall":
+            site = args.site or os.environ.get("SINEW_SITE", "north")
+            query = {"lot": args.lot, "serial": args.serial, "gtin": args.gtin}
+            await op.recall(nc, site, query, args.json)
     finally:
         await nc.close()
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import nats
 
-from sinew.common.natsconfig import OPERATOR, admin_subject
+from sinew.common.natsconfig import OPERATOR, admin_subject, api_subject
 from sinew.common.telemetry import trace_id_of
 from sinew.contracts import CATALOGUE
 from sinew.contracts.envelope import CE_TYPE, CORRELATION_ID, TRACEPARENT
@@ -274,3 +274,48 @@ def _swap(live: Path, rebuilt: Path, label: str) -> None:
         produced = Path(f"{rebuilt}{suffix}")
         if produced.exists():
             produced.rename(Path(f"{live}{suffix}"))
+
+
+async def recall(nc, site: str, query: dict, as_json: bool) -> None:
+    """One call to the site's usage service; it asks replenishment for what is on shelves."""
+    query = {k: v for k, v in query.items() if v}
+    if not query:
+        raise SystemExit("recall needs a LOT, --serial S or --gtin G")
+    try:
+        reply = await nc.request(
+            f"{api_subject(site, 'usage')}.recall", json.dumps(query).encode(), timeout=30
+        )
+    except nats.errors.NoRespondersError:
+        raise SystemExit(f"no usage service answers at site {site}") from None
+    if reply.headers and reply.headers.get("Nats-Service-Error-Code"):
+        raise SystemExit(f"usage@{site}: {reply.headers.get('Nats-Service-Error')}")
+    answer = json.loads(reply.data)
+    if as_json:
+        print(json.dumps(answer, indent=2))
+        return
+    asked = " ".join(f"{k}={v}" for k, v in answer["query"].items())
+    print(f"recall of {asked} at {answer['site']}\n")
+    if not answer["uses"]:
+        print("no usage recorded")
+    else:
+        print(
+            f"{'USED AT':<26} {'CASE':<14} {'LOCATION':<14} {'PATIENT TOKEN':<36} "
+            f"{'ITEM':<18} {'LOT':<12} {'SERIAL':<12} STATUS"
+        )
+        for use in answer["uses"]:
+            print(
+                f"{use['used_at'][:25]:<26} {use['case_id']:<14} {use['location_id']:<14} "
+                f"{use['patient_token']:<36} {use['item_id'] or '?':<18} {use['lot'] or '-':<12} "
+                f"{use['serial'] or '-':<12} {use['status']}"
+            )
+        print(
+            f"\n{len(answer['cases'])} case(s), {len(answer['patient_tokens'])} patient(s), "
+            f"locations: {', '.join(answer['locations']) or '-'}"
+        )
+    on_hand = answer["on_hand"]
+    if not on_hand["available"]:
+        print(on_hand["reason"])
+        return
+    print("\non hand:" if on_hand["positions"] else "\non hand: none on any shelf")
+    for position in on_hand["positions"]:
+        print("  " + ", ".join(f"{k}={v}" for k, v in position.items()))

@@ -32,6 +32,11 @@ def admin_subject(site: str, service: str) -> str:
     return f"sinew.admin.{site}.{service}"
 
 
+def items_bucket(site: str) -> str:
+    """The KV bucket where the items service keeps the site's master data for readers."""
+    return f"items_{site}"
+
+
 def api_subject(site: str, service: str) -> str:
     """Prefix of a service's request/reply lookups (no stream captures sinew.api.>)."""
     return f"sinew.api.{site}.{service}"
@@ -51,7 +56,11 @@ def service_permissions(catalogue: Catalogue, service: str, site: str) -> dict:
         *(f"$JS.API.STREAM.MSG.GET.{stream}" for stream in own_streams),
         *(f"$JS.API.DIRECT.GET.{stream}" for stream in own_streams),
         f"sinew.api.{site}.>",
+        # Every service may read the item master's KV replica; only items writes it.
+        f"$JS.API.DIRECT.GET.KV_{items_bucket(site)}.>",
     ]
+    if service == "items":
+        publish += [f"$KV.{items_bucket(site)}.>", f"$JS.API.STREAM.CREATE.KV_{items_bucket(site)}"]
     subscribe = [
         f"{inbox_prefix(user_name(service, site))}.>",
         f"{admin_subject(site, service)}.>",

@@ -155,3 +155,60 @@ async def test_patient_data_in_raw_ehr_documents_is_readable_by_the_usage_servic
     message = await usage.jetstream().get_msg("CLINICAL_INGRESS", ack.seq)
     assert b"MRN-SYNTHETIC-0001" in message.data
     await usage.close()
+
+
+async def test_the_items_service_runs_and_fills_its_kv_replica_under_its_permissions(
+    secured_server, tmp_path
+):
+    from scenario_data import as_upsert, stent
+
+    from sinew.contracts import CATALOGUE
+    from sinew.services.items.service import DEFINITION
+
+    site = "south"
+    nc, _ = await connect_as(secured_server, PROVISIONER)
+    await provision(nc.jetstream(), CATALOGUE, [site], ["items"], FAST)
+    await nc.close()
+    settings = Settings(
+        service="items",
+        site=site,
+        nats_url=secured_server.url,
+        nats_user=f"items-{site}",
+        nats_password=PASSWORD,
+        data_dir=tmp_path,
+        nats_monitor_url=secured_server.monitor_url,
+    )
+    started, holder = asyncio.Event(), []
+    task = asyncio.create_task(
+        serve(
+            DEFINITION,
+            settings,
+            catalogue=CATALOGUE,
+            policy=FAST,
+            started=started,
+            runtime_ready=holder.append,
+            install_signal_handlers=False,
+        )
+    )
+    await asyncio.wait_for(started.wait(), 30)
+    mdm, _ = await connect_as(secured_server, f"mdm-{site}")
+    item = stent(site)
+    await mdm.jetstream().publish(
+        CATALOGUE.channel("ingress.masterdata.upserted.v1").subject(site),
+        msgspec.json.encode(as_upsert(item)),
+        headers=envelope_headers(site, "t"),
+    )
+    await mdm.close()
+    reader, _ = await connect_as(secured_server, f"matching-{site}")
+
+    async def in_kv() -> bool:
+        try:
+            kv = await reader.jetstream().key_value(f"items_{site}")
+            return (await kv.get(f"item.{item.item_id}")).value is not None
+        except Exception:
+            return False
+
+    await eventually(in_kv, what="item in the KV replica, read by another service")
+    await reader.close()
+    holder[0].stopped.set()
+    await asyncio.wait_for(task, 30)

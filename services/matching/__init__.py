@@ -1,0 +1,1 @@
+"""Supplier invoices matched to POs, receipts and usage; exception queues; payment status."""
