@@ -318,4 +318,10 @@ async def recall(nc, site: str, query: dict, as_json: bool) -> None:
         return
     print("\non hand:" if on_hand["positions"] else "\non hand: none on any shelf")
     for position in on_hand["positions"]:
-        print("  " + ", ".join(f"{k}={v}" for k, v in position.items()))
+        quantity = position.get("on_hand")
+        if isinstance(quantity, dict):
+            quantity = f"{quantity.get('value')} {quantity.get('uom', '')}".strip()
+        print(
+            f"  {position.get('location_id', '?'):<14} {position.get('item_id', '?'):<18} "
+            f"lot {position.get('lot') or '-':<12} {quantity}"
+        )

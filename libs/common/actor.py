@@ -90,6 +90,7 @@ class Wiring:
 
     def __post_init__(self) -> None:
         self.consumed = {c.name: c for c in self.catalogue.consumed_by(self.service)}
+        self.phi_streams = {s.name for s in self.catalogue.streams if s.phi}
         self.known_versions = {
             family: sorted(f"v{c.version}" for c in channels)
             for family, channels in self.catalogue.families(self.service).items()
@@ -123,6 +124,8 @@ class Wiring:
     ) -> Delivery:
         headers = dict(headers or {})
         envelope = Envelope.from_headers(headers, fallback_id=f"{stream}:{stream_seq}")
+        if stream in self.phi_streams:
+            envelope = _without_patient_data(envelope)
         channel = self.consumed.get(parsed.name) if (parsed := parse_subject(subject)) else None
         delivery = Delivery(
             subject, stream, stream_seq, deliveries, data, headers, envelope, channel
@@ -362,6 +365,22 @@ class Wiring:
         )
         context.flush()
         return Outcome("dead_letter", reason=reason, cause=cause, dead_letter_id=dead_letter_id)
+
+
+def _without_patient_data(envelope: Envelope) -> Envelope:
+    """Headers a clinical sender chose (its business key, its correlation and event ids) may hold
+    an MRN or an encounter number; what leaves the service keeps only stable pseudonyms of them,
+    so de-duplication and correlation still work."""
+    return msgspec.structs.replace(
+        envelope,
+        id=_pseudonym(envelope.id),
+        correlation_id=_pseudonym(envelope.correlation_id),
+        subject=None,
+    )
+
+
+def _pseudonym(value: str) -> str:
+    return str(uuid.uuid5(uuid.NAMESPACE_OID, f"sinew-clinical:{value}"))
 
 
 class Mailbox:

@@ -59,6 +59,9 @@ def service_permissions(catalogue: Catalogue, service: str, site: str) -> dict:
         # Every service may read the item master's KV replica; only items writes it.
         f"$JS.API.DIRECT.GET.KV_{items_bucket(site)}.>",
     ]
+    if service == "usage":
+        # HL7 ACKs go back to the EHR's own reply inbox after the usage is committed.
+        publish += [f"{inbox_prefix(user_name('ehr', site))}.>"]
     if service == "items":
         publish += [f"$KV.{items_bucket(site)}.>", f"$JS.API.STREAM.CREATE.KV_{items_bucket(site)}"]
     subscribe = [

@@ -7,14 +7,11 @@ import json
 
 import msgspec
 import nats
-import pytest
 from helpers import eventually, new_site, publish, query, running, settings_for, subject_messages
 
 from sinew.common.natsconfig import admin_subject
 from sinew.common.testing import sample
 from sinew.contracts.ops import DeadLetterRecorded
-
-pytestmark = pytest.mark.asyncio
 
 
 def good(site: str, sample_id: str, **fields) -> dict:
@@ -202,3 +199,45 @@ async def test_a_sender_resending_a_dead_lettered_event_id_gets_it_applied(nats_
             ("superseded",)
         ]
     await nc.close()
+
+
+def test_headers_from_a_clinical_stream_leave_the_service_only_as_pseudonyms():
+    """An EHR may put an MRN or encounter number in its own header values; derived events and
+    dead-letter announcements carry stable pseudonyms instead."""
+    from sinew.common.actor import Wiring
+    from sinew.contracts.catalogue import INGRESS, Stream
+
+    clinical = sample.CATALOGUE_V1.extended(
+        [Stream("SAMPLE_CLINICAL", INGRESS, "test", publishers=("sampler",), phi=True)], []
+    )
+    wiring = Wiring("passthrough", "north", clinical, sample.definition().handlers)
+    headers = {
+        "ce-id": "MRN-4711-visit-1",
+        "ce-subject": "MRN-4711",
+        "sinew-correlation-id": "ENC-MRN-4711",
+    }
+    body = msgspec.json.encode({"site": "north", "sample_id": "A", "value": 1, "amount": "1"})
+    delivery = wiring.decode(
+        sample.SUBMITTED_V1.subject("north"),
+        body,
+        headers,
+        stream="SAMPLE_CLINICAL",
+        stream_seq=1,
+        deliveries=1,
+    )
+    again = wiring.decode(
+        sample.SUBMITTED_V1.subject("north"),
+        body,
+        headers,
+        stream="SAMPLE_CLINICAL",
+        stream_seq=2,
+        deliveries=1,
+    )
+    envelope = delivery.envelope
+    assert "MRN" not in f"{envelope.id}{envelope.correlation_id}{envelope.subject}"
+    assert envelope.subject is None
+    assert (envelope.id, envelope.correlation_id) == (
+        again.envelope.id,
+        again.envelope.correlation_id,
+    )
+    assert delivery.inbox_key == again.inbox_key, "a resend is still recognised"

@@ -1,0 +1,27 @@
+"""The matching service: supplier invoices against purchase orders, receipts and usage.
+
+In: master data (items.*.upserted), purchase orders (procurement.purchase-order.*), goods receipts
+(receiving.goods.received), procedure usage (usage.procedure-usage.*), invoices from the AP system
+(ingress.invoice.submitted) and suppliers' X12 810s (ingress.invoice-x12.received), payments from
+the ERP (ingress.payment.released).
+Out: matching.invoice.submitted|matched|approved, matching.exception.raised|resolved|reassigned,
+matching.payment.released, on the MATCHING stream; the analysts' HTTP API.
+"""
+
+from sinew.common.service import ServiceDefinition
+
+from . import policies
+from .api import routes
+from .handlers import PARSERS, build
+from .store import MIGRATIONS
+
+POLICIES = policies.load()
+
+DEFINITION = ServiceDefinition(
+    name="matching",
+    description="Supplier invoices, matching, exception queues and payment status",
+    handlers=build(POLICIES),
+    migrations=MIGRATIONS,
+    parsers=PARSERS,
+    routes=lambda runtime: routes(runtime, POLICIES),
+)
