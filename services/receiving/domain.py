@@ -418,6 +418,10 @@ def _evaluate_line(
 ) -> Problem | tuple[ReceivedLine | None, Problem | None]:
     waived = set(pending.waived)
     on = pending.header.received_at.date()
+    ordered = order.line(arrival.po_line_number) if arrival.po_line_number else None
+    if ordered and not (arrival.item_id or arrival.gtin or arrival.udi_di or arrival.supplier_part):
+        # A clerk receiving against a PO line need not name the item again: it is the line's.
+        arrival = msgspec.structs.replace(arrival, item_id=ordered.item_id)
     identified = identify(arrival, items)
     if isinstance(identified, str):
         return _unknown_item(pending, arrival, identified)

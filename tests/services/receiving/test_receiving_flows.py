@@ -183,6 +183,15 @@ async def test_the_same_receipt_posted_twice_is_received_once(world):
     assert (await world.status(po))["lines"][0]["received_base"] == "10"
 
 
+async def test_a_line_naming_only_its_po_line_receives_that_lines_item(world):
+    po = unique("PO")
+    await world.approve(purchase_order(world.site, po, (GUIDEWIRE, 5, "BX")))
+    line = {"po_line_number": 1, "quantity": {"value": "2", "uom": "BX"}, "lot": "GW1"}
+    receipt = await world.receive(po, line)
+    assert receipt["exceptions"] == []
+    assert (await world.status(po))["lines"][0]["received_base"] == "20"
+
+
 async def test_scenario_13_boxes_of_ten_are_received_as_eaches(world):
     po, lot = unique("PO"), unique("GW")
     await world.approve(purchase_order(world.site, po, (GUIDEWIRE, 3, "BX")))
