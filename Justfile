@@ -14,10 +14,11 @@ default:
 up *args:
     sinew up "$@"
 
-# Start the demo site (today: the embedded site; the simulated hospital day comes with the demo)
+# Start three hospitals (north, south, east) and play a simulated day once (docs/demo.md);
+# add --usages N or --seed S; Ctrl-C stops it and `just demo` again resumes without replaying
 [no-exit-message]
 demo *args:
-    sinew up "$@"
+    sinew up --demo "$@"
 
 # Run the whole test suite against real nats-server processes (args go to pytest)
 test *args:

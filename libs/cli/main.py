@@ -17,6 +17,7 @@ stream backlogs, the services that answer, and the events as they flow.
 EPILOG = """\
 Start here:
   sinew up                         start the embedded site (NATS + every service) in ./data
+  sinew up --demo                  three hospitals and a simulated day (docs/demo.md)
   sinew up --site north --site south
                                    two sites side by side on one NATS
   sinew dlq list                   dead letters of every service, with the reason
@@ -86,6 +87,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="site code (repeat for several sites; default north)",
     )
     up.add_argument("--nats-url", help="use this existing NATS instead of the embedded one")
+    up.add_argument(
+        "--demo",
+        action="store_true",
+        help="once the services are ready, play the demo day (first run of a data folder only); "
+        "the sites default to north, south and east",
+    )
+    up.add_argument("--seed", type=int, default=7, help="the demo day's seed")
+    up.add_argument("--usages", type=int, default=3000, help="routine usage lines in the demo day")
     up.add_argument("--nats-port", type=int, default=4222)
     up.add_argument("--monitor-port", type=int, default=8222)
     up.add_argument(
@@ -94,6 +103,21 @@ def build_parser() -> argparse.ArgumentParser:
         default=8100,
         help="services listen on base+1, base+2, ... (+10 per further site)",
     )
+
+    demo = commands.add_parser(
+        "demo",
+        help="play the demo day against a site `sinew up` already runs",
+        description="Play a simulated day of a hospital network through the ingress subjects, "
+        "as each outside system, and over HTTP as the people who act; then print what the "
+        "services made of it. docs/demo.md explains the day and the summary.",
+    )
+    demo.add_argument("--data", type=Path, default=Path("data"))
+    demo.add_argument("--site", action="append", dest="sites", metavar="SITE")
+    demo.add_argument("--nats-url", default="nats://127.0.0.1:4222")
+    demo.add_argument("--http-base-port", type=int, default=8100)
+    demo.add_argument("--seed", type=int, default=7)
+    demo.add_argument("--usages", type=int, default=3000)
+    demo.add_argument("--again", action="store_true", help="play even if this data was played")
 
     init = commands.add_parser(
         "init",
@@ -208,6 +232,17 @@ def build_parser() -> argparse.ArgumentParser:
     recall.add_argument("--gtin", help="a recalled product (GTIN); with a lot, that product's lot")
     recall.add_argument("--json", action="store_true")
 
+    trace = commands.add_parser(
+        "trace",
+        help="every event of one transaction, across services, in order with timings",
+        description="Ask the observability service of a site (NATS "
+        "sinew.api.<site>.observability.timeline) for the timeline of a case, lot, serial, PO, "
+        "invoice or correlation id.",
+    )
+    connection(trace)
+    trace.add_argument("key", help="case id, lot, serial, PO or invoice number, correlation id")
+    trace.add_argument("--json", action="store_true")
+
     for name, text in [
         ("backlog", "pending and unacknowledged messages per consumer"),
         ("services", "services answering $SRV.INFO"),
@@ -234,14 +269,32 @@ async def dispatch(args: argparse.Namespace) -> None:
     if args.command == "up":
         from .site import EmbeddedSite
 
-        await EmbeddedSite(
+        default_sites = ["north", "south", "east"] if args.demo else ["north"]
+        site = EmbeddedSite(
             args.data,
-            args.sites or ["north"],
+            args.sites or default_sites,
             nats_url=args.nats_url,
             nats_port=args.nats_port,
             monitor_port=args.monitor_port,
             http_base_port=args.http_base_port,
-        ).run()
+        )
+        if args.demo:
+            from .demo import up_with_demo
+
+            await up_with_demo(site, seed=args.seed, usages=args.usages)
+        else:
+            await site.run()
+    elif args.command == "demo":
+        from .demo import demo_against
+        from .site import EmbeddedSite
+
+        site = EmbeddedSite(
+            args.data,
+            args.sites or ["north", "south", "east"],
+            nats_url=args.nats_url,
+            http_base_port=args.http_base_port,
+        )
+        await demo_against(site, seed=args.seed, usages=args.usages, again=args.again)
     elif args.command == "init":
         from .site import init_site
 
@@ -348,6 +401,9 @@ async def operate(args: argparse.Namespace) -> None:
             await op.backlog(nc, args.json)
         elif args.command == "services":
             await op.services(nc, args.json)
+        elif args.command == "trace":
+            site = args.site or os.environ.get("SINEW_SITE", "north")
+            await op.trace(nc, site, args.key, args.json)
         elif args.command == "recall":
             site = args.site or os.environ.get("SINEW_SITE", "north")
             query = {"lot": args.lot, "serial": args.serial, "gtin": args.gtin}

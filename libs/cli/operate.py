@@ -325,3 +325,36 @@ async def recall(nc, site: str, query: dict, as_json: bool) -> None:
             f"  {position.get('location_id', '?'):<14} {position.get('item_id', '?'):<18} "
             f"lot {position.get('lot') or '-':<12} {quantity}"
         )
+
+
+async def trace(nc, site: str, key: str, as_json: bool) -> None:
+    """The timeline observability keeps of one transaction, one line per event."""
+    try:
+        reply = await nc.request(
+            f"{api_subject(site, 'observability')}.timeline",
+            json.dumps({"key": key}).encode(),
+            timeout=30,
+        )
+    except nats.errors.NoRespondersError:
+        raise SystemExit(f"no observability service answers at site {site}") from None
+    if reply.headers and reply.headers.get("Nats-Service-Error-Code"):
+        raise SystemExit(f"observability@{site}: {reply.headers.get('Nats-Service-Error')}")
+    answer = json.loads(reply.data)
+    if as_json:
+        print(json.dumps(answer, indent=2))
+        return
+    events = answer["events"]
+    if not events:
+        raise SystemExit(f"no event at {site} names {key}")
+    print(f"timeline of {key} at {site}: {len(events)} event(s)\n")
+    print(f"{'EVENT TIME':<26} {'+START':>10} {'+PREV':>9}  {'EVENT':<44} KEYS")
+    for event in events:
+        keys = ", ".join(
+            f"{kind}={'/'.join(values)}"
+            for kind, values in event["keys"].items()
+            if kind not in ("supplier", "item", "location")
+        )
+        print(
+            f"{event['event_time'][:25]:<26} {event['since_start_seconds']:>9.1f}s "
+            f"{event['since_previous_seconds']:>8.1f}s  {event['contract']:<44} {keys}"
+        )

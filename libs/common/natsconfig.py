@@ -62,6 +62,19 @@ def service_permissions(catalogue: Catalogue, service: str, site: str) -> dict:
     if service == "usage":
         # HL7 ACKs go back to the EHR's own reply inbox after the usage is committed.
         publish += [f"{inbox_prefix(user_name('ehr', site))}.>"]
+    if service == "observability":
+        # The SRE view: every service's health and every consumer's backlog, read only.
+        publish += [
+            "$SRV.PING",
+            "$SRV.PING.>",
+            "$SRV.INFO",
+            "$SRV.STATS",
+            "$JS.API.STREAM.LIST",
+            "$JS.API.STREAM.NAMES",
+            "$JS.API.CONSUMER.LIST.*",
+            "$JS.API.CONSUMER.NAMES.*",
+            "$JS.API.CONSUMER.INFO.*.*",
+        ]
     if service == "items":
         publish += [f"$KV.{items_bucket(site)}.>", f"$JS.API.STREAM.CREATE.KV_{items_bucket(site)}"]
     subscribe = [
