@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import re
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 DESCRIPTION = """\
@@ -26,6 +28,8 @@ Start here:
   sinew dlq replay --cause unknown_contract
                                    replay every open dead letter with that cause
   sinew tail USAGE --site north    follow a stream (or a subject) from now
+  sinew tail USAGE --since 15m --raw | jq .
+                                   ...or from a time or a sequence, as JSON lines
   sinew backlog                    pending and unacknowledged messages per consumer
   sinew services                   services answering $SRV.INFO
   sinew recall L1 --site north     every case, patient token and shelf that has lot L1
@@ -213,9 +217,19 @@ def build_parser() -> argparse.ArgumentParser:
     rebuild.add_argument("service_name", metavar="SERVICE")
     rebuild.add_argument("--replace", action="store_true")
 
-    tail = commands.add_parser("tail", help="follow a stream or subject from now")
+    tail = commands.add_parser(
+        "tail", help="follow a stream or subject from now, a time or a sequence"
+    )
     connection(tail)
     tail.add_argument("target", help="stream name (USAGE, MATCHING, ...) or subject")
+    start = tail.add_mutually_exclusive_group()
+    start.add_argument(
+        "--since",
+        type=since_time,
+        metavar="WHEN",
+        help="from a time: 2026-11-24T08:00Z, or a span back from now: 90s, 15m, 2h, 1d",
+    )
+    start.add_argument("--from-seq", type=int, metavar="N", help="from stream sequence N")
     tail.add_argument("--raw", action="store_true", help="JSON lines for piping")
     tail.add_argument("--count", type=int, help="stop after this many messages")
 
@@ -251,6 +265,20 @@ def build_parser() -> argparse.ArgumentParser:
         connection(p)
         p.add_argument("--json", action="store_true")
     return parser
+
+
+def since_time(text: str) -> datetime:
+    span = re.fullmatch(r"(\d+)([smhd])", text)
+    if span:
+        unit = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}[span.group(2)]
+        return datetime.now(UTC) - timedelta(**{unit: int(span.group(1))})
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is neither a time nor a span like 15m"
+        ) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -396,7 +424,9 @@ async def operate(args: argparse.Namespace) -> None:
                 nc, args.service_name, args.site or "north", args.data, args.replace
             )
         elif args.command == "tail":
-            await op.tail(nc, args.target, args.site, args.raw, args.count)
+            await op.tail(
+                nc, args.target, args.site, args.raw, args.count, args.since, args.from_seq
+            )
         elif args.command == "backlog":
             await op.backlog(nc, args.json)
         elif args.command == "services":

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import nats
+from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from sinew.common.natsconfig import OPERATOR, admin_subject, api_subject
 from sinew.common.telemetry import trace_id_of
@@ -184,8 +185,17 @@ async def backlog(nc, as_json: bool) -> None:
         )
 
 
-async def tail(nc, target: str, site: str | None, raw: bool, count: int | None) -> None:
-    """Follow a stream (by name) or a subject (wildcards allowed) from now."""
+async def tail(
+    nc,
+    target: str,
+    site: str | None,
+    raw: bool,
+    count: int | None,
+    since: datetime | None = None,
+    from_seq: int | None = None,
+) -> None:
+    """Follow a stream (by name) or a subject (wildcards allowed) from now, or from a time or a
+    stream sequence (then read from the stream itself, with an ordered consumer)."""
     stream = next((s for s in CATALOGUE.streams if s.name == target.upper()), None)
     if stream:
         subject = f"sinew.{stream.domain}.{site or '*'}.>"
@@ -220,8 +230,22 @@ async def tail(nc, target: str, site: str | None, raw: bool, count: int | None) 
         if count and seen >= count:
             done.set()
 
-    await nc.subscribe(subject, cb=show)
-    print(f"following {subject} (Ctrl-C to stop)", file=sys.stderr, flush=True)
+    if since is None and from_seq is None:
+        await nc.subscribe(subject, cb=show)
+        start = "now"
+    else:
+        if from_seq is not None:
+            config = ConsumerConfig(
+                deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=from_seq
+            )
+            start = f"sequence {from_seq}"
+        else:
+            config = ConsumerConfig(
+                deliver_policy=DeliverPolicy.BY_START_TIME, opt_start_time=since.isoformat()
+            )
+            start = since.isoformat(timespec="seconds")
+        await nc.jetstream().subscribe(subject, cb=show, ordered_consumer=True, config=config)
+    print(f"following {subject} from {start} (Ctrl-C to stop)", file=sys.stderr, flush=True)
     await done.wait()
 
 

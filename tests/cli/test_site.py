@@ -12,7 +12,7 @@ import sys
 import msgspec
 import nats
 import pytest
-from helpers import eventually, new_site, publish, running, settings_for
+from helpers import eventually, new_site, provisioned, publish, running, settings_for
 
 from sinew.common.natsconfig import OPERATOR, PROVISIONER
 from sinew.common.testing import sample
@@ -210,3 +210,30 @@ def test_help_reads_like_a_manual():
     ):
         assert f"\n    {command}" in result.stdout
     assert "sinew dlq replay --cause" in result.stdout
+
+
+@pytest.mark.asyncio
+async def test_tail_reads_history_from_a_sequence_or_a_time(nats_server, tmp_path):
+    site = new_site()
+    env = {"SINEW_NATS_URL": nats_server.url, "SINEW_DATA_DIR": str(tmp_path)}
+    nc = await nats.connect(nats_server.url)
+    await provisioned(nats_server, sample.catalogue(), site, [])
+    subject = sample.SUBMITTED_V1.subject(site)
+    acks = []
+    for n in range(3):
+        body = msgspec.json.encode({"site": site, "sample_id": f"T{n}", "value": n, "amount": "1"})
+        acks.append(
+            await publish(nc.jetstream(), subject, body, site=site, correlation_id=f"case-{n}")
+        )
+    await nc.close()
+    from_second = await asinew(
+        "tail", subject, "--from-seq", str(acks[1].seq), "--count", "2", "--raw", env=env
+    )
+    lines = [json.loads(line) for line in from_second.stdout.splitlines()]
+    assert [json.loads(line["data"])["sample_id"] for line in lines] == ["T1", "T2"]
+    assert lines[0]["headers"]["sinew-correlation-id"] == "case-1"
+    pretty = await asinew("tail", subject, "--since", "10m", "--count", "3", env=env)
+    assert pretty.stdout.count(subject) == 3
+    assert "correlation=case-0" in pretty.stdout
+    bad = await asinew("tail", subject, "--since", "yesterday", env=env)
+    assert "neither a time nor a span" in bad.stderr
