@@ -131,6 +131,14 @@ def _write_secret(path: Path, text: str) -> None:
     path.write_text(text)
 
 
+def say(text: str) -> None:
+    """Print for the person at the terminal; a terminal that went away is no reason to crash."""
+    try:
+        print(text, flush=True)
+    except OSError:
+        pass
+
+
 @dataclass
 class Child:
     """A supervised process, restarted with back-off when it dies."""
@@ -200,9 +208,19 @@ class EmbeddedSite:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, self.stopping.set)
         passwords: dict[str, str] = {}
+        try:
+            await self._start(layout, passwords)
+            await self._supervise()
+        finally:
+            # Whatever stopped us (Ctrl-C, SIGTERM, a failed provisioning, a closed terminal),
+            # no child process outlives the site.
+            await self._stop_children()
+        say("stopped.")
+
+    async def _start(self, layout: SiteLayout, passwords: dict[str, str]) -> None:
         if not self.nats_url:
             init_site(self.data, self.sites, port=self.nats_port, monitor_port=self.monitor_port)
-            passwords = Credentials.load_or_create(layout.credentials, []).passwords
+            passwords.update(Credentials.load_or_create(layout.credentials, []).passwords)
             server = Child(
                 "nats-server",
                 [nats_server_binary(), "-c", str(layout.nats_config)],
@@ -240,7 +258,6 @@ class EmbeddedSite:
                 await child.start()
                 self.children.append(child)
         self.print_table(layout)
-        await self._supervise()
 
     async def _wait_for_nats(self) -> None:
         deadline = time.monotonic() + 20
@@ -261,14 +278,13 @@ class EmbeddedSite:
             for child in self.children:
                 if child.process and child.process.returncode is not None:
                     if child.name == "nats-server":
-                        print(f"nats-server exited ({child.process.returncode}); restarting")
+                        say(f"nats-server exited ({child.process.returncode}); restarting")
                     backoff = min(30.0, 2.0 ** min(child.restarts, 5))
                     if time.monotonic() - child.started_at > 60:
                         child.restarts, backoff = 0, 1.0
-                    print(
+                    say(
                         f"{child.name} exited with {child.process.returncode}; "
-                        f"restarting in {backoff:.0f}s (log: {child.log})",
-                        flush=True,
+                        f"restarting in {backoff:.0f}s (log: {child.log})"
                     )
                     child.restarts += 1
                     child.process = None
@@ -279,22 +295,23 @@ class EmbeddedSite:
                 await asyncio.wait_for(self.stopping.wait(), 0.5)
             except TimeoutError:
                 pass
-        print("stopping: services drain and flush their outboxes...", flush=True)
+        say("stopping: services drain and flush their outboxes...")
+
+    async def _stop_children(self) -> None:
         services = [c for c in self.children if c.name != "nats-server"]
-        await asyncio.gather(*(c.stop() for c in services))
+        await asyncio.gather(*(c.stop() for c in services), return_exceptions=True)
         for child in self.children:
             if child.name == "nats-server":
                 await child.stop()
-        print("stopped.", flush=True)
 
     def print_table(self, layout: SiteLayout) -> None:
         width = max(len(r[0]) for r in self.endpoints()) + 2
-        print(f"\nSinew site {', '.join(self.sites)} is up; data in {self.data.resolve()}\n")
+        say(f"\nSinew site {', '.join(self.sites)} is up; data in {self.data.resolve()}\n")
         for name, site, url in self.endpoints():
-            print(f"  {name:<{width}} {site:<8} {url}")
+            say(f"  {name:<{width}} {site:<8} {url}")
         if not self.services:
-            print("  (no service is built in this checkout yet)")
+            say("  (no service is built in this checkout yet)")
         if not self.nats_url:
-            print(f"\n  NATS users and passwords: {layout.credentials}")
-            print(f"  API tokens (bearer):      {layout.api_tokens}")
-        print("\nCtrl-C stops everything cleanly; `sinew up` again resumes.\n", flush=True)
+            say(f"\n  NATS users and passwords: {layout.credentials}")
+            say(f"  API tokens (bearer):      {layout.api_tokens}")
+        say("\nCtrl-C stops everything cleanly; `sinew up` again resumes.\n")

@@ -56,10 +56,13 @@ async def test_up_starts_a_secured_site_stops_cleanly_and_resumes(tmp_path):
         str(monitor),
     ]
 
+    started: list[asyncio.subprocess.Process] = []
+
     async def start() -> asyncio.subprocess.Process:
         process = await asyncio.create_subprocess_exec(
             *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
         )
+        started.append(process)
         lines = []
         while not any("Ctrl-C stops everything" in line for line in lines):
             line = await asyncio.wait_for(process.stdout.readline(), 60)
@@ -68,55 +71,63 @@ async def test_up_starts_a_secured_site_stops_cleanly_and_resumes(tmp_path):
         assert f"nats://127.0.0.1:{port}" in "".join(lines)
         return process
 
-    process = await start()
-    passwords = json.loads((data / "secrets" / "nats-credentials.json").read_text())
-    assert oct((data / "secrets" / "nats-credentials.json").stat().st_mode)[-3:] == "600"
-    assert "sync_interval" in (data / "nats" / "nats.conf").read_text()
-    # Anonymous connections are refused; each party has its own user.
-    with pytest.raises(Exception):  # noqa: B017 (the client raises several kinds)
-        await nats.connect(
-            f"nats://127.0.0.1:{port}",
-            max_reconnect_attempts=1,
-            connect_timeout=2,
-            allow_reconnect=False,
+    try:
+        process = await start()
+        passwords = json.loads((data / "secrets" / "nats-credentials.json").read_text())
+        assert oct((data / "secrets" / "nats-credentials.json").stat().st_mode)[-3:] == "600"
+        assert "sync_interval" in (data / "nats" / "nats.conf").read_text()
+        # Anonymous connections are refused; each party has its own user.
+        with pytest.raises(Exception):  # noqa: B017 (the client raises several kinds)
+            await nats.connect(
+                f"nats://127.0.0.1:{port}",
+                max_reconnect_attempts=1,
+                connect_timeout=2,
+                allow_reconnect=False,
+            )
+        nc = await nats.connect(
+            f"nats://127.0.0.1:{port}", user=PROVISIONER, password=passwords[PROVISIONER]
         )
-    nc = await nats.connect(
-        f"nats://127.0.0.1:{port}", user=PROVISIONER, password=passwords[PROVISIONER]
-    )
-    js = nc.jetstream()
-    assert {s.name for s in CATALOGUE.streams} <= {s.config.name for s in await js.streams_info()}
-    consumers = {c.name for c in await js.consumers_info("INGRESS")}
-    assert {"matching-north", "matching-south", "items-north"} <= consumers
-    clinical = {c.name for c in await js.consumers_info("CLINICAL_INGRESS")}
-    assert clinical == {"usage-north", "usage-south"}
-    ehr = await nats.connect(
-        f"nats://127.0.0.1:{port}",
-        user="ehr-north",
-        password=passwords["ehr-north"],
-        inbox_prefix="_INBOX_ehr-north",
-    )
-    await ehr.jetstream().publish("sinew.ingress.north.usage.recorded.v1", b"{}")
-    await ehr.close()
-    await nc.close()
+        js = nc.jetstream()
+        assert {s.name for s in CATALOGUE.streams} <= {
+            s.config.name for s in await js.streams_info()
+        }
+        consumers = {c.name for c in await js.consumers_info("INGRESS")}
+        assert {"matching-north", "matching-south", "items-north"} <= consumers
+        clinical = {c.name for c in await js.consumers_info("CLINICAL_INGRESS")}
+        assert clinical == {"usage-north", "usage-south"}
+        ehr = await nats.connect(
+            f"nats://127.0.0.1:{port}",
+            user="ehr-north",
+            password=passwords["ehr-north"],
+            inbox_prefix="_INBOX_ehr-north",
+        )
+        await ehr.jetstream().publish("sinew.ingress.north.usage.recorded.v1", b"{}")
+        await ehr.close()
+        await nc.close()
 
-    process.send_signal(signal.SIGINT)
-    output = (await asyncio.wait_for(process.stdout.read(), 60)).decode()
-    assert await process.wait() == 0
-    assert "stopped." in output
+        process.send_signal(signal.SIGINT)
+        output = (await asyncio.wait_for(process.stdout.read(), 60)).decode()
+        assert await process.wait() == 0
+        assert "stopped." in output
 
-    process = await start()  # resumes: same secrets, same stored messages
-    assert json.loads((data / "secrets" / "nats-credentials.json").read_text()) == passwords
-    nc = await nats.connect(
-        f"nats://127.0.0.1:{port}",
-        user=OPERATOR,
-        password=passwords[OPERATOR],
-        inbox_prefix=f"_INBOX_{OPERATOR}",
-    )
-    info = await nc.jetstream().stream_info("CLINICAL_INGRESS")
-    assert info.state.messages >= 1
-    await nc.close()
-    process.send_signal(signal.SIGTERM)
-    assert await asyncio.wait_for(process.wait(), 60) == 0
+        process = await start()  # resumes: same secrets, same stored messages
+        assert json.loads((data / "secrets" / "nats-credentials.json").read_text()) == passwords
+        nc = await nats.connect(
+            f"nats://127.0.0.1:{port}",
+            user=OPERATOR,
+            password=passwords[OPERATOR],
+            inbox_prefix=f"_INBOX_{OPERATOR}",
+        )
+        info = await nc.jetstream().stream_info("CLINICAL_INGRESS")
+        assert info.state.messages >= 1
+        await nc.close()
+        process.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(process.wait(), 60) == 0
+    finally:
+        for process in started:  # a failed assertion must not leave a site running
+            if process.returncode is None:
+                process.send_signal(signal.SIGTERM)
+                await asyncio.wait_for(process.wait(), 60)
 
 
 def test_init_writes_a_config_for_containers(tmp_path):
