@@ -12,6 +12,12 @@ default) in a temporary folder and measures, on the same ~300-byte msgspec event
       msgspec decoder, one aiosqlite write and commit per message, publish with stream=), as
       its own process; skipped, with the reason, when FastStream is not installed.
 
+  (d) end to end, once after both passes: `sinew up --site north` as a subprocess (every
+      service, nats-server with fsync on every write), the demo's master data and stock counts,
+      then the demo day's routine usage lines (JSON, HL7 v2, FHIR) through the public ingress as
+      the EHR user: events/s through all services, latency from the ingress publish to the
+      canonical usage event and to replenishment's event, peak RSS of every process; --skip-e2e.
+
 Throughput: N events are loaded into the stream first, then the consumer is started and timed
 from its first delivery until all N derived events are stored. Latency: a publisher paced at a
 fixed rate stamps each source event with its send time; a subscriber on the derived subject
@@ -45,6 +51,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -842,6 +849,244 @@ async def run_pass(
     return results
 
 
+# -- (d) end to end: the demo simulator against a whole site -----------------------------------
+
+E2E_SITE = "north"
+E2E_SEED = 7
+# The hops measured, by the causation chain: an EHR usage line on the public ingress, the usage
+# service's canonical event on USAGE, and any event replenishment stores because of that usage.
+E2E_USAGE_CHANNEL = "usage.procedure-usage.recorded.v1"
+E2E_SETUP_PHASES = ("master data", "stock counts")
+E2E_SOURCE_STREAMS = {"INGRESS", "CLINICAL_INGRESS", "OBSERVABILITY"}
+
+
+def free_port_block(size: int = 10) -> int:
+    """A base port with `size` free ports after it (`sinew up` puts service n on base + n)."""
+    import random
+    import socket
+
+    for _ in range(50):
+        base = random.randrange(20_000, 60_000)
+        try:
+            for port in range(base, base + size):
+                with socket.socket() as s:
+                    s.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+    raise RuntimeError("no block of free ports")
+
+
+def child_pids(parent: int) -> dict[str, int]:
+    """The processes `sinew up` started, by name (nats-server, or the service it runs)."""
+    found: dict[str, int] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if int(fields[1]) != parent:
+            continue
+        words = [w.decode(errors="replace") for w in argv if w]
+        if "run" in words and words.index("run") + 1 < len(words):
+            name = words[words.index("run") + 1]
+        else:
+            name = Path(words[0]).name if words else entry.name
+        found[name] = int(entry.name)
+    return found
+
+
+async def read_stored(js, subject: str, since: datetime) -> list[tuple[str, str, float]]:
+    """(event id, causation id, stored at) of every message on `subject` stored since `since`."""
+    from nats.js.api import ConsumerConfig, DeliverPolicy
+
+    found: list[tuple[str, str, float]] = []
+    config = ConsumerConfig(
+        deliver_policy=DeliverPolicy.BY_START_TIME, opt_start_time=since.isoformat()
+    )
+    sub = await js.subscribe(subject, ordered_consumer=True, config=config)
+    try:
+        while True:
+            try:
+                msg = await sub.next_msg(timeout=1.0)
+            except (TimeoutError, nats.errors.TimeoutError):
+                return found
+            headers = msg.headers or {}
+            stored = msg.metadata.timestamp
+            found.append(
+                (headers.get(CE_ID, ""), headers.get(CAUSATION_ID, ""), stored.timestamp())
+            )
+    finally:
+        await sub.unsubscribe()
+
+
+def latency_summary(values_ms: list[float]) -> dict:
+    return {
+        "events": len(values_ms),
+        "p50_ms": round(percentile(values_ms, 0.50), 1) if values_ms else None,
+        "p95_ms": round(percentile(values_ms, 0.95), 1) if values_ms else None,
+        "p99_ms": round(percentile(values_ms, 0.99), 1) if values_ms else None,
+        "max_ms": round(max(values_ms), 1) if values_ms else None,
+    }
+
+
+async def e2e_load(data: Path, nats_url: str, urls: dict, usages: int) -> dict:
+    from dataclasses import replace
+
+    from sinew.cli import demo
+    from sinew.cli.operate import connect_operator
+    from sinew.contracts import CATALOGUE
+
+    target = demo.Target(nats_url, data, urls)
+    await demo.ready(target)
+    plan = demo.plan_day(E2E_SEED, usages, (E2E_SITE,))
+    setup = [phase for phase in plan if phase.name in E2E_SETUP_PHASES]
+    clinical = next(phase for phase in plan if phase.name == "the clinical day")
+    # The routine usage lines (JSON, HL7 v2 and FHIR, shuffled), each with a known event id.
+    lines = [
+        replace(step, event_id=new_event_id())
+        for step in clinical.steps
+        if isinstance(step, demo.Send) and step.kinds in demo.ROUTINE
+    ]
+    sent_at: dict[str, float] = {}
+    async with demo.Player(target) as player:
+        started = time.perf_counter()
+        await demo.play(player, setup, say=lambda *_, **__: None)
+        log(f"  (d) master data and stock counts played in {time.perf_counter() - started:.1f}s")
+        await player.js(f"ehr-{E2E_SITE}")  # connected before the clock starts
+        gate = asyncio.Semaphore(64)
+
+        async def one(step) -> None:
+            async with gate:
+                sent_at[step.event_id] = time.time()
+                await player.publish(step)
+
+        since = datetime.now(UTC)
+        first = time.time()
+        await asyncio.gather(*(one(step) for step in lines))
+        published = time.time()
+        quiet = await demo.drained(nats_url, data, within=300.0)
+        refused = sum(player.refused.values())
+
+    nc = await connect_operator(nats_url, data, None, None)
+    try:
+        js = nc.jetstream()
+        # The last derived event any domain service stored: the end of the run.
+        last = first
+        for stream in CATALOGUE.streams:
+            if stream.name in E2E_SOURCE_STREAMS:
+                continue
+            info = await js.stream_info(stream.name)
+            if info.state.last_seq:
+                message = await js.get_msg(stream.name, info.state.last_seq)
+                if message.time and message.time.timestamp() > first:
+                    last = max(last, message.time.timestamp())
+        usage_subject = CATALOGUE.channel(E2E_USAGE_CHANNEL).subject(E2E_SITE)
+        recorded = await read_stored(js, usage_subject, since)
+        # The next hop: every event replenishment stores because of one of these usages (its
+        # on-hand change, and a signal where stock falls below the reorder point).
+        adjusted = await read_stored(js, f"sinew.replenishment.{E2E_SITE}.>", since)
+    finally:
+        await nc.close()
+    # A clinical sender's event id may hold patient data, so what leaves the usage service names
+    # it by a stable pseudonym (sinew.common.actor._pseudonym): follow that link.
+    origin = {event_id: event_id for event_id in sent_at}
+    for event_id in sent_at:
+        origin[str(uuid.uuid5(uuid.NAMESPACE_OID, f"sinew-clinical:{event_id}"))] = event_id
+    to_usage, usage_source, to_adjusted = [], {}, []
+    for event_id, cause, stored in recorded:
+        if cause in origin:
+            to_usage.append((stored - sent_at[origin[cause]]) * 1000)
+            usage_source[event_id] = origin[cause]
+    for _, cause, stored in adjusted:
+        if cause in usage_source:
+            to_adjusted.append((stored - sent_at[usage_source[cause]]) * 1000)
+    seconds = last - first
+    return {
+        "usage_lines": len(lines),
+        "refused": refused,
+        "drained": quiet,
+        "publish_msgs_per_s": round(len(lines) / (published - first), 1),
+        "seconds": round(seconds, 2),
+        "events_per_s": round(len(lines) / seconds, 1) if seconds > 0 else None,
+        "canonical_usage_events": len(to_usage),
+        "ingress_to_usage_recorded": latency_summary(to_usage),
+        "ingress_to_replenishment": latency_summary(to_adjusted),
+    }
+
+
+def bench_end_to_end(usages: int) -> dict:
+    """`sinew up` for one site as its own process; the demo's master data, then `usages` routine
+    usage lines through the public ingress as the EHR; every figure from the site's streams."""
+    workdir = Path(tempfile.mkdtemp(prefix="sinew-bench-e2e-"))
+    data, log_path = workdir / "data", workdir / "up.log"
+    nats_port, monitor_port, base = free_port(), free_port(), free_port_block()
+    from sinew.services import built
+
+    services = built()
+    urls = {
+        (service, E2E_SITE): f"http://127.0.0.1:{base + index + 1}"
+        for index, service in enumerate(services)
+    }
+    argv = [sys.executable, "-m", "sinew.cli.main", "up", "--data", str(data)]
+    argv += ["--site", E2E_SITE, "--nats-port", str(nats_port)]
+    argv += ["--monitor-port", str(monitor_port), "--http-base-port", str(base)]
+    log(f"End to end: sinew up --site {E2E_SITE}, {usages} usage lines")
+    output = log_path.open("wb")
+    process = subprocess.Popen(argv, stdout=output, stderr=subprocess.STDOUT)
+    try:
+        result = asyncio.run(e2e_load(data, f"nats://127.0.0.1:{nats_port}", urls, usages))
+        result["peak_rss_mb"] = {
+            name: peak_rss_mb(pid) for name, pid in sorted(child_pids(process.pid).items())
+        }
+        result["peak_rss_mb"]["sinew up (supervisor)"] = peak_rss_mb(process.pid)
+        return result
+    except Exception as error:
+        log(f"  (d) failed: {error!r}\n{tail(log_path)}")
+        return {"skipped": f"failed: {error!r}"}
+    finally:
+        process.send_signal(signal.SIGINT)  # `sinew up` stops its children and nats-server
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        output.close()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def e2e_table(result: dict) -> list[str]:
+    if "skipped" in result:
+        return ["", f"(d) end to end: {result['skipped']}"]
+    lines = [
+        "",
+        f"(d) end to end: sinew up --site {E2E_SITE} (sync_interval: always), "
+        f"{result['usage_lines']} usage lines (JSON, HL7 v2, FHIR) as the EHR",
+        f"  published at {cell(result['publish_msgs_per_s'])} msg/s; through all services "
+        f"{cell(result['events_per_s'])} events/s ({result['seconds']} s from first publish "
+        f"to the last derived event stored){'' if result['drained'] else '  NOT drained'}",
+        f"  {'latency from the ingress publish to':44}{'events':>9}{'p50 ms':>9}{'p95 ms':>9}"
+        f"{'p99 ms':>9}",
+    ]
+    for key, label in (
+        ("ingress_to_usage_recorded", "ProcedureUsageRecorded stored on USAGE"),
+        ("ingress_to_replenishment", "the REPLENISHMENT event it caused"),
+    ):
+        hop = result[key]
+        lines.append(
+            f"  {label:44}{hop['events']:>9}{cell(hop['p50_ms'], 1):>9}"
+            f"{cell(hop['p95_ms'], 1):>9}{cell(hop['p99_ms'], 1):>9}"
+        )
+    lines.append(
+        "  peak RSS MB: "
+        + ", ".join(f"{name} {cell(mb, 1)}" for name, mb in result["peak_rss_mb"].items())
+    )
+    return lines
+
+
 # -- output ------------------------------------------------------------------------------------
 
 
@@ -898,6 +1143,8 @@ def table(report: dict) -> str:
                 f"  (b) inside: {internals['batches']} batches of {internals['mean_batch_size']}"
                 f" on average, {internals['mean_transaction_ms']} ms per batch transaction"
             )
+    if "end_to_end" in report:
+        lines += e2e_table(report["end_to_end"])
     lines += ["", "Goals apply to the sync_interval: always pass; the default pass is context."]
     return "\n".join(lines)
 
@@ -920,6 +1167,10 @@ def main() -> None:
         action="store_true",
         help="turn off FastStream's default per-message INFO logging in (c)",
     )
+    parser.add_argument(
+        "--e2e-usages", type=int, help="usage lines of (d) end to end (default 2000, quick 300)"
+    )
+    parser.add_argument("--skip-e2e", action="store_true", help="leave out (d) end to end")
     parser.add_argument("--faststream-service", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--profiled-sample", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -958,6 +1209,8 @@ def main() -> None:
         finally:
             server.stop()
             shutil.rmtree(workdir, ignore_errors=True)
+    if not args.skip_e2e:
+        report["end_to_end"] = bench_end_to_end(args.e2e_usages or (300 if args.quick else 2000))
     if args.json:
         print(json.dumps(report, indent=2))
     else:
