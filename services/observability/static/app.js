@@ -4,7 +4,12 @@ const POLL_MS = 2500;
 const $ = (id) => document.getElementById(id);
 const money = (v) => Number(v || 0).toLocaleString(undefined, { style: "currency", currency: "USD" });
 const count = (v) => Number(v || 0).toLocaleString();
-const words = (s) => String(s).replace(/[_-]/g, " ").toLowerCase().replace(/^\w/, (c) => c.toUpperCase());
+// Queue and feed names are ids; show them as words, keeping the acronyms people say.
+const ACRONYMS = { ap: "AP", ehr: "EHR", erp: "ERP", mdm: "MDM", po: "PO", udi: "UDI" };
+const words = (s) => {
+  const text = String(s).replace(/[_-]/g, " ").toLowerCase().split(" ").map((w) => ACRONYMS[w] || w).join(" ");
+  return text.charAt(0).toUpperCase() + text.slice(1);
+};
 const esc = (s) => String(s ?? "").replace(/[&<>"]/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;" })[c]);
 const duration = (sec) => {
   if (sec === null || sec === undefined) return "—";
