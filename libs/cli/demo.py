@@ -86,7 +86,12 @@ FLOOR_STOCK = [
     ("IV-START-KIT", "IV start kit", "00812345000238", "2.75"),
     ("SUTURE-3-0", "Suture 3-0 absorbable", "00812345000245", "4.10"),
 ]
-FLOOR_LOCATIONS = ["OR-1", "ICU-2", "ED-1", "MED-SURG-4"]
+FLOOR_LOCATIONS = {
+    "OR-1": "Operating room 1",
+    "ICU-2": "Intensive care unit 2",
+    "ED-1": "Emergency department",
+    "MED-SURG-4": "Medical-surgical ward 4",
+}
 
 # Every kind of step a day must contain: the scenario numbers of SCENARIOS.md and the formats.
 SCENARIO_KINDS = (
@@ -258,7 +263,7 @@ def _site_day(
     used: Counter = Counter()
     for n in range(usages):
         item = rng.choice(FLOOR_STOCK)[0]
-        location = rng.choice(FLOOR_LOCATIONS)
+        location = rng.choice(list(FLOOR_LOCATIONS))
         roll = rng.random()
         form = "usage_json" if roll < 0.7 else "usage_hl7" if roll < 0.9 else "usage_fhir"
         routine.append((form, item, location, f"CASE-{tag}-{n // 3:05d}", n))
@@ -640,14 +645,14 @@ def _master_data(site: str, used: Counter) -> list[Any]:
         LocationUpsert(location_id=CATH_LAB_2, name="Cardiac catheterisation lab 2",
                        location_type="procedure_room", cost_centre_id=CARDIOLOGY, **stamp),
     ]  # fmt: skip
-    for location in FLOOR_LOCATIONS:
+    for location, name in FLOOR_LOCATIONS.items():
         pars = tuple(
             ParLevel(item_id=item, par_level=Decimal(used[(location, item)] + 120),
                      reorder_point=Decimal(60))
             for item, *_ in FLOOR_STOCK
         )  # fmt: skip
         locations.append(
-            LocationUpsert(location_id=location, name=location.replace("-", " ").title(),
+            LocationUpsert(location_id=location, name=name,
                            location_type="par_area", cost_centre_id=CARDIOLOGY, par_levels=pars,
                            **stamp)
         )  # fmt: skip

@@ -49,9 +49,11 @@ async def discover(nc, quiet_after: float = 0.7) -> list[dict]:
     return sorted(found, key=lambda s: (s.get("metadata", {}).get("site", ""), s["name"]))
 
 
-async def admin_request(nc, site: str, service: str, verb: str, body: dict) -> dict:
+async def admin_request(
+    nc, site: str, service: str, verb: str, body: dict, timeout: float = 30
+) -> dict:
     reply = await nc.request(
-        f"{admin_subject(site, service)}.{verb}", json.dumps(body).encode(), timeout=30
+        f"{admin_subject(site, service)}.{verb}", json.dumps(body).encode(), timeout=timeout
     )
     if reply.headers and reply.headers.get("Nats-Service-Error-Code"):
         raise SystemExit(f"{service}@{site}: {reply.headers.get('Nats-Service-Error')}")
@@ -140,18 +142,37 @@ async def dlq_replay(nc, site, service, ids, cause, reason, payload: bytes | Non
 
 async def services(nc, as_json: bool) -> None:
     found = await discover(nc)
+    for s in found:
+        site = s.get("metadata", {}).get("site", "")
+        try:
+            s["status"] = await admin_request(nc, site, s["name"], "status", {}, timeout=2)
+        except Exception as error:  # an older service, or one busy stopping
+            s["status"] = {"error": repr(error)}
     if as_json:
         print(json.dumps(found, indent=2))
         return
     if not found:
         print("no service answered $SRV.INFO")
         return
-    print(f"{'SERVICE':<15} {'SITE':<8} {'VERSION':<9} {'ID':<24} ENDPOINTS")
+    print(
+        f"{'SERVICE':<15} {'SITE':<8} {'VERSION':<9} {'HANDLED':>9} {'DUPLICATES':>10} "
+        f"{'OUTBOX':>7} {'DEAD LETTERS':>12}  ENDPOINTS"
+    )
     for s in found:
         endpoints = ", ".join(e["name"] for e in s.get("endpoints", []))
+        status = s["status"]
+        figures = [
+            status.get(key, "?")
+            for key in (
+                "messages_handled",
+                "duplicates_suppressed",
+                "outbox_backlog",
+                "open_dead_letters",
+            )
+        ]
         print(
-            f"{s['name']:<15} {s.get('metadata', {}).get('site', ''):<8} "
-            f"{s['version']:<9} {s['id']:<24} {endpoints}"
+            f"{s['name']:<15} {s.get('metadata', {}).get('site', ''):<8} {s['version']:<9} "
+            f"{figures[0]:>9} {figures[1]:>10} {figures[2]:>7} {figures[3]:>12}  {endpoints}"
         )
 
 

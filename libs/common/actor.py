@@ -184,6 +184,13 @@ class Wiring:
                     (delivery.stream, delivery.stream_seq),
                 )
             outcomes.append(outcome)
+        duplicates = sum(outcome.kind == "duplicate" for outcome in outcomes)
+        if duplicates:
+            conn.execute(
+                "INSERT INTO sinew_counters VALUES ('duplicates_suppressed', ?)"
+                " ON CONFLICT(name) DO UPDATE SET value = value + excluded.value",
+                (duplicates,),
+            )
         return outcomes
 
     def note_attempt(self, conn: sqlite3.Connection, delivery: Delivery) -> Outcome | None:

@@ -74,6 +74,7 @@ def service_permissions(catalogue: Catalogue, service: str, site: str) -> dict:
             "$JS.API.CONSUMER.LIST.*",
             "$JS.API.CONSUMER.NAMES.*",
             "$JS.API.CONSUMER.INFO.*.*",
+            f"{admin_subject(site, '*')}.status",
         ]
     if service == "items":
         publish += [f"$KV.{items_bucket(site)}.>", f"$JS.API.STREAM.CREATE.KV_{items_bucket(site)}"]

@@ -166,6 +166,12 @@ class Runtime:
                     "SELECT count(*) FROM sinew_outbox WHERE published_at IS NULL"
                 ).fetchone()[0],
                 "messages_handled": conn.execute("SELECT count(*) FROM sinew_inbox").fetchone()[0],
+                "duplicates_suppressed": (
+                    conn.execute(
+                        "SELECT value FROM sinew_counters WHERE name='duplicates_suppressed'"
+                    ).fetchone()
+                    or [0]
+                )[0],
             }
 
         return {

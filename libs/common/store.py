@@ -67,6 +67,13 @@ RUNTIME_SCHEMA = [
         PRIMARY KEY (stream, stream_seq)
     ) WITHOUT ROWID;
     """,
+    # Running totals an operator asks for after restarts (a Prometheus counter starts again at 0).
+    """
+    CREATE TABLE sinew_counters (
+        name TEXT PRIMARY KEY,
+        value INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    """,
 ]
 
 

@@ -47,8 +47,8 @@ async def technical(runtime) -> dict:
         "backlog": state.backlog,
         "streams": state.streams,
         "services": [{"service": name, **s} for name, s in sorted(state.services.items())],
+        "advisories": state.advisories,
         "not_visible": state.refused,
-        "outbox_backlog": runtime.relay.backlog if runtime.relay else None,
         **figures,
     }
 

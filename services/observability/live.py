@@ -1,5 +1,7 @@
-"""What is polled rather than consumed: stream and consumer backlogs from JetStream, service
-health from $SRV.PING, and the Prometheus gauges refreshed from the recorded figures."""
+"""What is polled rather than consumed: stream and consumer backlogs from JetStream, the
+advisories JetStream keeps in its ADVISORIES stream, service health from $SRV.PING and each
+service's own status (outbox backlog, duplicates suppressed), and the Prometheus gauges refreshed
+from the recorded figures."""
 
 from __future__ import annotations
 
@@ -13,6 +15,8 @@ from datetime import UTC, datetime
 
 from prometheus_client import Gauge
 
+from sinew.common.natsconfig import admin_subject
+from sinew.common.provision import ADVISORIES, MAX_DELIVERIES, TERMINATED
 from sinew.contracts import CATALOGUE
 
 from . import store
@@ -30,6 +34,7 @@ class Live:
     streams: list[dict] = field(default_factory=list)
     trend: dict[tuple[str, str], deque] = field(default_factory=dict)
     services: dict[str, dict] = field(default_factory=dict)
+    advisories: list[dict] = field(default_factory=list)
     refused: list[str] = field(default_factory=list)
     # A site's observability user may not list other services' consumers; a refused request
     # costs a timeout, so after one refusal only its own consumers are asked for.
@@ -101,6 +106,22 @@ class Gauges:
         self.service_up = gauge(
             "sinew_obs_service_up", "1 while a service answers $SRV.PING", ["service"]
         )
+        self.outbox_backlog = gauge(
+            "sinew_obs_service_outbox_backlog",
+            "Events a service committed that JetStream has not acknowledged yet",
+            ["service"],
+        )
+        self.duplicates = gauge(
+            "sinew_obs_service_duplicates_suppressed",
+            "Redelivered or republished messages a service's inbox absorbed, all time",
+            ["service"],
+        )
+        self.advisories = gauge(
+            "sinew_obs_jetstream_advisories",
+            "Messages JetStream stopped redelivering (max_deliveries) or a service terminated,"
+            " kept in the ADVISORIES stream",
+            ["kind", "stream", "consumer"],
+        )
 
     def refresh(self, kpis: dict, feeds: dict, state: Live) -> None:
         s = self.site
@@ -135,6 +156,11 @@ class Gauges:
                 self.feed_age.labels(s, source).set(feed["age_seconds"])
         for name, service in state.services.items():
             self.service_up.labels(s, name).set(1 if service["up"] else 0)
+            if service.get("outbox_backlog") is not None:
+                self.outbox_backlog.labels(s, name).set(service["outbox_backlog"])
+                self.duplicates.labels(s, name).set(service["duplicates_suppressed"])
+        for row in state.advisories:
+            self.advisories.labels(s, row["kind"], row["stream"], row["consumer"]).set(row["count"])
 
 
 async def poll(runtime) -> None:
@@ -156,7 +182,9 @@ async def poll(runtime) -> None:
 async def poll_once(runtime, state: Live) -> None:
     if runtime.nc is not None and runtime.nc.is_connected:
         await _poll_jetstream(runtime, state)
+        await _poll_advisories(runtime, state)
         await _ping(runtime, state)
+        await _ask_status(runtime, state)
     now = datetime.now(UTC)
     kpis = await runtime.store.run(store.business_kpis, runtime.site, now)
     feeds = await runtime.store.run(store.feeds, now)
@@ -216,6 +244,64 @@ async def _poll_jetstream(runtime, state: Live) -> None:
     if not state.may_list_consumers and not refused:
         refused.append("listing consumers refused: showing observability's own consumers only")
     state.backlog, state.streams, state.refused = backlog, streams, refused
+
+
+ADVISORY_KINDS = {MAX_DELIVERIES: "max_deliveries", TERMINATED: "terminated"}
+
+
+async def _poll_advisories(runtime, state: Live) -> None:
+    """Advisories per consumer of this site, counted by JetStream itself (one subject per kind,
+    stream and consumer): the figures survive a restart and need no state here."""
+    js = runtime.nc.jetstream(timeout=2)
+    try:
+        info = await js.stream_info(ADVISORIES, subjects_filter="$JS.EVENT.ADVISORY.CONSUMER.>")
+    except Exception as error:
+        state.refused.append(f"stream info {ADVISORIES}: {error!r}")
+        return
+    now = time.time()
+    rows = []
+    for subject, count in sorted((info.state.subjects or {}).items()):
+        prefix, stream, consumer = subject.rsplit(".", 2)
+        if prefix not in ADVISORY_KINDS or not _own_site(consumer, runtime.site):
+            continue
+        kind = ADVISORY_KINDS[prefix]
+        history = state.trend.setdefault((kind, stream, consumer), deque(maxlen=TREND_SAMPLES))
+        history.append((now, count))
+        rows.append(
+            {
+                "kind": kind,
+                "stream": stream,
+                "consumer": consumer,
+                "count": count,
+                "trend": history[-1][1] - history[0][1],
+            }
+        )
+    state.advisories = rows
+
+
+async def _ask_status(runtime, state: Live) -> None:
+    """Each answering service's own figures: outbox backlog, duplicates its inbox absorbed,
+    open dead letters (sinew.admin.<site>.<service>.status)."""
+
+    async def ask(name: str) -> tuple[str, dict | None]:
+        try:
+            reply = await runtime.nc.request(
+                f"{admin_subject(runtime.site, name)}.status", b"", timeout=PING_SECONDS * 2
+            )
+            return name, json.loads(reply.data)
+        except Exception as error:
+            log.info("status of %s not available: %r", name, error)
+            return name, None
+
+    up = [name for name, service in state.services.items() if service["up"]]
+    for name, status in await asyncio.gather(*(ask(name) for name in up)):
+        if status is not None:
+            state.services[name].update(
+                outbox_backlog=status["outbox_backlog"],
+                duplicates_suppressed=status["duplicates_suppressed"],
+                open_dead_letters=status["open_dead_letters"],
+                messages_handled=status["messages_handled"],
+            )
 
 
 async def _ping(runtime, state: Live) -> None:

@@ -200,6 +200,10 @@ async def test_dlq_commands_list_show_and_replay(nats_server, tmp_path):
         )
         services = (await asinew("services", env=env)).stdout
         assert "passthrough" in services and site in services
+        shown = json.loads((await asinew("services", "--json", env=env)).stdout)
+        ours = next(s for s in shown if s["metadata"]["site"] == site)
+        assert ours["status"]["open_dead_letters"] == 0
+        assert ours["status"]["outbox_backlog"] == 0
         backlog = await asinew("backlog", "--json", env=env)
         assert any(r["consumer"] == f"passthrough-{site}" for r in json.loads(backlog.stdout))
     await nc.close()

@@ -63,6 +63,10 @@ async def test_the_same_event_published_twice_is_applied_once(nats_server, tmp_p
         assert (
             'sinew_duplicates_suppressed_total{contract="ingress.sample.submitted.v1"' in exposition
         )
+        assert (await runtime.status())["duplicates_suppressed"] == 8
+    # The operator's figure outlives the process (the Prometheus counter starts again at 0).
+    async with running(sample.definition(), settings, sample.catalogue()) as restarted:
+        assert (await restarted.status())["duplicates_suppressed"] == 8
     await nc.close()
 
 

@@ -87,9 +87,16 @@ function technical(t) {
     Object.entries(causes).map(([c, n]) => ({ name: `${s}: ${c}`, value: n, color: "var(--bad)" }))))
     + table([{ label: "Service" }, { label: "Reason" }, { label: "Count", num: true }],
       t.dead_letter_reasons.map((r) => [esc(r.service), esc(r.reason), count(r.count)]));
-  $("services").innerHTML = table([{ label: "Service" }, { label: "Health" }, { label: "Last answer" }],
+  const known = (n) => (n === undefined || n === null ? "–" : count(n));
+  $("services").innerHTML = table([{ label: "Service" }, { label: "Health" }, { label: "Last answer" },
+    { label: "Outbox backlog", num: true }, { label: "Duplicates absorbed", num: true }, { label: "Open dead letters", num: true }],
     t.services.map((s) => [esc(s.service), s.up ? `<span class="up">answering</span>` : `<span class="down">silent</span>`,
-      esc((s.last_seen || "").slice(11, 19))]));
+      esc((s.last_seen || "").slice(11, 19)), known(s.outbox_backlog), known(s.duplicates_suppressed), known(s.open_dead_letters)]));
+  $("advisories").innerHTML = t.advisories.length
+    ? table([{ label: "JetStream" }, { label: "Stream" }, { label: "Consumer" }, { label: "Messages", num: true }, { label: "Last minute", num: true }],
+      t.advisories.map((a) => [a.kind === "max_deliveries" ? "gave up redelivering" : "terminated by the service",
+        esc(a.stream), esc(a.consumer), count(a.count), a.trend > 0 ? `<span class="down">+${a.trend}</span>` : count(a.trend)]))
+    : `<p class="empty">No message given up or terminated.</p>`;
   $("feeds").innerHTML = table([{ label: "Feed" }, { label: "Quiet for", num: true }],
     Object.entries(t.feeds).map(([f, v]) => [esc(f.toUpperCase()), v.age_seconds === null ? "never heard" : duration(v.age_seconds)]));
 }

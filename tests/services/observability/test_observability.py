@@ -283,7 +283,7 @@ async def test_a_day_gives_the_figures_the_dashboard_shows(nats_server, tmp_path
             assert "sinew_obs_consumer_pending" in text and "sinew_obs_service_up" in text
             rules = (Path(__file__).parents[3] / "docs/alerts/sinew-rules.yml").read_text()
             for name in set(re.findall(r"sinew_obs_[a-z_0-9]+", rules)):
-                assert f"\n{name}{{" in text, f"alert rule on a metric nobody exposes: {name}"
+                assert f"# TYPE {name} " in text, f"alert rule on a metric nobody exposes: {name}"
         assert runtime.ready
         await nc.close()
 
