@@ -50,10 +50,10 @@ async def discover(nc, quiet_after: float = 0.7) -> list[dict]:
 
 
 async def admin_request(
-    nc, site: str, service: str, verb: str, body: dict, timeout: float = 30
+    nc, site: str, service: str, verb: str, body: dict, wait: float = 30
 ) -> dict:
     reply = await nc.request(
-        f"{admin_subject(site, service)}.{verb}", json.dumps(body).encode(), timeout=timeout
+        f"{admin_subject(site, service)}.{verb}", json.dumps(body).encode(), timeout=wait
     )
     if reply.headers and reply.headers.get("Nats-Service-Error-Code"):
         raise SystemExit(f"{service}@{site}: {reply.headers.get('Nats-Service-Error')}")
@@ -145,7 +145,7 @@ async def services(nc, as_json: bool) -> None:
     for s in found:
         site = s.get("metadata", {}).get("site", "")
         try:
-            s["status"] = await admin_request(nc, site, s["name"], "status", {}, timeout=2)
+            s["status"] = await admin_request(nc, site, s["name"], "status", {}, wait=2)
         except Exception as error:  # an older service, or one busy stopping
             s["status"] = {"error": repr(error)}
     if as_json:
