@@ -1,6 +1,7 @@
 # One image for every Sinew service; compose.yaml picks the service with `sinew run <name>`.
-# Secrets never enter the image: NATS passwords arrive as environment from ./data/secrets/*.env
-# and the API tokens file is mounted read-only at run time (.dockerignore keeps ./data out).
+# Secrets never enter the image: NATS passwords arrive as environment from ./data/secrets/*.env;
+# the API tokens file and usage's patient-token key (SINEW_PATIENT_TOKEN_KEY_FILE) are mounted
+# read-only at run time (.dockerignore keeps ./data out).
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \

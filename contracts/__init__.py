@@ -2,7 +2,7 @@
 
 from . import items, matching, procurement, receiving, replenishment, usage
 from .catalogue import INGRESS, SERVICES, Catalogue, Channel, Stream
-from .ops import DeadLetterRecorded, DeadLetterReplayed
+from .ops import CommandRecorded, DeadLetterRecorded, DeadLetterReplayed
 
 STREAMS = [
     Stream("INGRESS", INGRESS, "Raw documents from outside systems, kept for audit and replay"),
@@ -50,6 +50,25 @@ def ops_channels(service: str) -> list[Channel]:
     ]
 
 
+# The services that take changes from people over HTTP (replenishment and observability do not).
+COMMANDED = ("items", "procurement", "receiving", "usage", "matching")
+
+
+def command_channel(service: str) -> Channel:
+    """A service's own record of the changes people made over its API, read back only by it."""
+    return Channel(
+        service,
+        "command",
+        "recorded",
+        1,
+        CommandRecorded,
+        service,
+        (service,),
+        "A change a person made over the service's HTTP API (read back only by the service,"
+        " to rebuild its state)",
+    )
+
+
 CATALOGUE = Catalogue(
     STREAMS,
     [
@@ -60,7 +79,17 @@ CATALOGUE = Catalogue(
         *matching.CHANNELS,
         *replenishment.CHANNELS,
         *(channel for service in SERVICES for channel in ops_channels(service)),
+        *(command_channel(service) for service in COMMANDED),
     ],
 )
 
-__all__ = ["CATALOGUE", "STREAMS", "Catalogue", "Channel", "Stream", "ops_channels"]
+__all__ = [
+    "CATALOGUE",
+    "COMMANDED",
+    "STREAMS",
+    "Catalogue",
+    "Channel",
+    "Stream",
+    "command_channel",
+    "ops_channels",
+]

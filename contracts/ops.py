@@ -1,6 +1,7 @@
-"""Operational events every service publishes in its own domain: dead letters and their replays."""
+"""Operational events every service publishes in its own domain: dead letters and their replays,
+and the changes people made over its HTTP API."""
 
-from typing import Literal
+from typing import Any, Literal
 
 import msgspec
 
@@ -42,3 +43,16 @@ class DeadLetterReplayed(msgspec.Struct, frozen=True, kw_only=True):
     reason: str | None = None
     replayed_by: str
     replayed_at: UtcTime
+
+
+class CommandRecorded(msgspec.Struct, frozen=True, kw_only=True):
+    """A change a person made over a service's HTTP API, as that service applied it. Kept in the
+    service's own stream and read back only by that service: a rebuild from history makes the
+    same change again, at the same point, with the same outcome."""
+
+    command_id: str
+    site: SiteCode
+    service: Code
+    command: Code  # its name in the service's table of commands
+    arguments: list[Any]  # JSON values, in the order the command takes them
+    recorded_at: UtcTime

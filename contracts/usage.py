@@ -1,7 +1,8 @@
 """Clinical consumption: what was used in which case, its voids, exceptions and bill-only requests.
 
 Patient identifiers reach Sinew only on the EHR's ingress subjects. The usage service swaps them
-for a random patient token at once; no canonical event, and so no other service, ever sees them.
+for a patient token (a keyed pseudonym) at once; no canonical event, and so no other service,
+ever sees them.
 """
 
 from datetime import date
@@ -17,7 +18,10 @@ PatientToken = Annotated[
     str,
     msgspec.Meta(
         pattern=r"^pt-[A-Za-z0-9]{16,64}$",
-        description="Random surrogate for the patient, issued and kept only by the usage service",
+        description=(
+            "Surrogate for the patient (a keyed pseudonym of the MRN), issued only by the usage"
+            " service"
+        ),
     ),
 ]
 UsageSourceFormat = Literal["json", "hl7v2", "fhir"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import signal
 import sqlite3
 import subprocess
@@ -93,7 +94,18 @@ def count(db_path: Path, table: str, where: str = "1=1") -> int:
         return 0
 
 
+def patient_token_key(data_dir: Path, site: str) -> Path:
+    """The site's key file, written once like `sinew up` does, so a restart keeps the tokens."""
+    path = data_dir / "secrets" / f"patient-token-{site}.key"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_hex(32))
+    return path
+
+
 def settings_for(service: str, site: str, server, data_dir: Path, **overrides) -> Settings:
+    if service == "usage":
+        overrides.setdefault("patient_token_key_file", patient_token_key(data_dir, site))
     return Settings(
         service=service,
         site=site,
@@ -168,6 +180,8 @@ class ServiceProcess:
             "SINEW_NATS_MONITOR_URL": self.settings.nats_monitor_url or "",
             "SINEW_FAULTS": self.faults if faults is None else faults,
         }
+        if self.settings.patient_token_key_file:
+            env["SINEW_PATIENT_TOKEN_KEY_FILE"] = str(self.settings.patient_token_key_file)
         self.settings.data_dir.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(

@@ -142,7 +142,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run one service. Settings come from SINEW_SITE, "
         "SINEW_NATS_URL, SINEW_NATS_USER, SINEW_NATS_PASSWORD, "
         "SINEW_DATA_DIR, SINEW_HTTP_HOST, SINEW_HTTP_PORT, "
-        "SINEW_TOKENS_FILE, SINEW_NATS_MONITOR_URL, SINEW_LOG_LEVEL.",
+        "SINEW_TOKENS_FILE, SINEW_NATS_MONITOR_URL, SINEW_LOG_LEVEL; usage also needs "
+        "SINEW_PATIENT_TOKEN_KEY_FILE.",
     )
     run.add_argument("service")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import json
 import sys
 from datetime import UTC, datetime
@@ -272,8 +273,11 @@ async def tail(
 
 async def rebuild_service(nc, service: str, site: str, data: Path, replace: bool) -> None:
     from sinew.common.actor import Wiring
+    from sinew.common.config import Settings
     from sinew.common.rebuild import rebuild
     from sinew.services import definition
+
+    from .site import SiteLayout
 
     running = [
         s
@@ -286,7 +290,15 @@ async def rebuild_service(nc, service: str, site: str, data: Path, replace: bool
     live = data / site / f"{service}.sqlite"
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     target = live.with_name(f"{service}.sqlite.rebuild-{stamp}")
-    wiring = Wiring(service, site, CATALOGUE, spec.handlers, spec.parsers)
+    # The handlers must see what the live service sees (usage's patient-token key, else every
+    # rebuilt token differs): its SINEW_* settings, or the key `sinew up` keeps under --data.
+    settings = Settings.from_env(service, site=site, data_dir=data)
+    kept_key = SiteLayout(data).patient_token_key(site)
+    if settings.patient_token_key_file is None and kept_key.exists():
+        settings = dataclasses.replace(settings, patient_token_key_file=kept_key)
+    wiring = Wiring(
+        service, site, CATALOGUE, spec.handlers, spec.parsers, config=spec.configure(settings)
+    )
 
     def progress(done: int, total: int) -> None:
         width = 40

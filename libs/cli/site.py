@@ -62,6 +62,9 @@ class SiteLayout:
     def api_tokens(self) -> Path:
         return self.secrets / "api-tokens.json"
 
+    def patient_token_key(self, site: str) -> Path:
+        return self.secrets / f"patient-token-{site}.key"
+
     @property
     def logs(self) -> Path:
         return self.data / "logs"
@@ -76,8 +79,9 @@ def init_site(
     monitor_port: int = 8222,
     store_dir: Path | None = None,
 ) -> SiteLayout:
-    """Write the nats-server configuration, the NATS passwords and the API tokens of the sites.
-    Existing secrets are kept, so re-running it never locks anyone out."""
+    """Write the nats-server configuration, the NATS passwords, the API tokens and the
+    patient-token keys of the sites. Existing secrets are kept, so re-running it never locks
+    anyone out nor changes a patient's token."""
     layout = SiteLayout(data)
     layout.secrets.mkdir(parents=True, exist_ok=True)
     os.chmod(layout.secrets, 0o700)
@@ -111,6 +115,7 @@ def init_site(
                 f"SINEW_NATS_USER={user}\nSINEW_NATS_PASSWORD={credentials.passwords[user]}\n",
             )
     _ensure_tokens(layout)
+    ensure_patient_token_keys(layout, sites)
     return layout
 
 
@@ -123,6 +128,15 @@ def _ensure_tokens(layout: SiteLayout) -> None:
         hash_token(token): {"name": name, "roles": ROLES[name]} for name, token in tokens.items()
     }
     _write_secret(layout.tokens, json.dumps(hashed, indent=2))
+
+
+def ensure_patient_token_keys(layout: SiteLayout, sites: list[str]) -> None:
+    """One key per site, written once: every patient token of the site derives from it, so a
+    new key would give known patients new tokens after a rebuild (docs/services/usage.md)."""
+    layout.secrets.mkdir(parents=True, exist_ok=True)
+    for site in sites:
+        if not layout.patient_token_key(site).exists():
+            _write_secret(layout.patient_token_key(site), secrets.token_hex(32) + "\n")
 
 
 def _write_secret(path: Path, text: str) -> None:
@@ -235,6 +249,7 @@ class EmbeddedSite:
         )
         await provision(nc.jetstream(), CATALOGUE, self.sites)
         await nc.close()
+        ensure_patient_token_keys(layout, self.sites)  # also against an existing NATS
         for site_index, site in enumerate(self.sites):
             for index, service in enumerate(self.services):
                 user = f"{service}-{site}"
@@ -249,6 +264,8 @@ class EmbeddedSite:
                 }
                 if passwords:
                     env |= {"SINEW_NATS_USER": user, "SINEW_NATS_PASSWORD": passwords[user]}
+                if service == "usage":
+                    env["SINEW_PATIENT_TOKEN_KEY_FILE"] = str(layout.patient_token_key(site))
                 child = Child(
                     user,
                     [sys.executable, "-m", "sinew.cli.main", "run", service],

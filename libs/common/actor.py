@@ -87,6 +87,8 @@ class Wiring:
     handlers: dict[type, Handler]
     parsers: dict[str, Parser] = field(default_factory=dict)
     policy: DeliveryPolicy = field(default_factory=DeliveryPolicy)
+    # Handed to every handler as ctx.config (ServiceDefinition.configure made it from Settings).
+    config: Any = None
 
     def __post_init__(self) -> None:
         self.consumed = {c.name: c for c in self.catalogue.consumed_by(self.service)}
@@ -286,7 +288,14 @@ class Wiring:
             site=self.site,
         ) as traceparent:
             context = Context(
-                conn, envelope, self.site, self.service, traceparent, self.publications, id_seed
+                conn,
+                envelope,
+                self.site,
+                self.service,
+                traceparent,
+                self.publications,
+                id_seed,
+                config=self.config,
             )
             handler(message, context)
         return context

@@ -19,6 +19,8 @@ class Settings:
     http_host: str = "127.0.0.1"
     http_port: int = 0
     tokens_file: Path | None = None
+    # The usage service's key for patient tokens (HMAC of site and MRN); other services ignore it.
+    patient_token_key_file: Path | None = None
     nats_monitor_url: str | None = None
     # Refuse to start against a server that acknowledges writes before they reach disk.
     require_sync_always: bool = True
@@ -37,6 +39,11 @@ class Settings:
             http_host=env.get("SINEW_HTTP_HOST", cls.http_host),
             http_port=int(env.get("SINEW_HTTP_PORT", "0")),
             tokens_file=Path(env["SINEW_TOKENS_FILE"]) if env.get("SINEW_TOKENS_FILE") else None,
+            patient_token_key_file=(
+                Path(env["SINEW_PATIENT_TOKEN_KEY_FILE"])
+                if env.get("SINEW_PATIENT_TOKEN_KEY_FILE")
+                else None
+            ),
             nats_monitor_url=env.get("SINEW_NATS_MONITOR_URL"),
             require_sync_always=env.get("SINEW_REQUIRE_SYNC_ALWAYS", "1") != "0",
             log_level=env.get("SINEW_LOG_LEVEL", "INFO"),

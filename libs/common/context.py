@@ -1,10 +1,12 @@
-"""What a handler sees: the database inside the batch transaction, the incoming envelope, and
-`emit` to write events to the outbox in that same transaction."""
+"""What a handler sees: the database inside the batch transaction, the incoming envelope, what
+the service made of its settings at start, and `emit` to write events to the outbox in that same
+transaction."""
 
 from __future__ import annotations
 
 import sqlite3
 from dataclasses import dataclass, field
+from typing import Any
 
 import msgspec
 
@@ -55,6 +57,9 @@ class Context:
     # What the ids of emitted events derive from: the inbox key of the message being handled,
     # so two messages never derive the same ids, and one message always derives the same.
     id_seed: str
+    # What the service derived from its settings at start (ServiceDefinition.configure), e.g.
+    # usage's patient-token key: per runtime, since one process may run several sites.
+    config: Any = None
     outgoing: list[Outgoing] = field(default_factory=list)
 
     def emit(

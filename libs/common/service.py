@@ -27,9 +27,11 @@ from nats.micro.service import EndpointConfig
 from sinew.contracts import CATALOGUE
 from sinew.contracts.catalogue import Catalogue
 from sinew.contracts.envelope import Envelope, new_event_id, utc_now
+from sinew.contracts.ops import CommandRecorded
 
 from . import deadletters
 from .actor import ExhaustedMailbox, Handler, Mailbox, Parser, Wiring
+from .commands import Command, encode_arguments, keep_record, replay_handler
 from .config import Settings
 from .context import Context
 from .http import (
@@ -68,7 +70,18 @@ class ServiceDefinition:
     # Background loops (a KV projector, a scheduler): started once the service is bound,
     # cancelled on stop, each given the Runtime.
     tasks: list[Callable[[Runtime], Awaitable[None]]] = field(default_factory=list)
+    # What the handlers need from the settings beyond the site (usage's patient-token key):
+    # made once per runtime, and by `sinew rebuild`, and handed to every handler as ctx.config.
+    # It raises SystemExit to refuse to start without it.
+    configure: Callable[[Settings], Any] = lambda settings: None
+    # Changes people make over HTTP, by name (see commands.py): run with Runtime.command, kept
+    # in the service's own stream, and run again by a rebuild.
+    commands: dict[str, Command] = field(default_factory=dict)
     version: str = "0.1.0"
+
+    def __post_init__(self) -> None:
+        if self.commands:
+            self.handlers = {**self.handlers, CommandRecorded: replay_handler(self.commands)}
 
 
 class Runtime:
@@ -92,6 +105,7 @@ class Runtime:
             definition.handlers,
             definition.parsers,
             policy,
+            config=definition.configure(settings),
         )
         self.store = Store(settings.database_path, definition.migrations)
         self.mailboxes: list[Mailbox] = []
@@ -102,23 +116,36 @@ class Runtime:
 
     async def command(
         self,
-        fn: Callable[..., Any],
+        name: str,
         *args: Any,
         correlation_id: str | None = None,
         about: str | None = None,
     ) -> Any:
-        """Run fn(context, *args) in one transaction, like a handler: for changes that arrive over
-        HTTP. Events it emits go out through the outbox."""
+        """Run the named command, fn(context, *args), in one transaction like a handler: for
+        changes that arrive over HTTP. Its events, and the record of the command itself, go out
+        through the outbox."""
+        fn = self.definition.commands[name]
+        channel = self.wiring.catalogue.channel(f"{self.definition.name}.command.recorded.v1")
         command_id = new_event_id()
         envelope = Envelope(
             id=command_id,
-            source=f"/sinew/{self.site}/{self.definition.name}/http",
-            type="command",
+            source=f"/sinew/{self.site}/{self.definition.name}",
+            type=channel.ce_type,
             time=utc_now(),
             site=self.site,
             correlation_id=correlation_id or command_id,
             subject=about,
         )
+        recorded = CommandRecorded(
+            command_id=command_id,
+            site=self.site,
+            service=self.definition.name,
+            command=name,
+            arguments=encode_arguments(args),
+            recorded_at=envelope.time,
+        )
+        # The key the record will have when it comes back through the mailbox: seen already.
+        inbox_key = f"{channel.family}:{command_id}"
 
         def transaction(conn):
             context = Context(
@@ -128,10 +155,21 @@ class Runtime:
                 self.definition.name,
                 "",
                 self.wiring.publications,
-                f"command:{command_id}",
+                inbox_key,
+                config=self.wiring.config,
             )
             result = fn(context, *args)
+            keep_record(context, recorded)
             context.flush()
+            conn.execute(
+                "INSERT INTO sinew_inbox VALUES (?, ?, 0, ?, 'applied', ?)",
+                (
+                    inbox_key,
+                    self.wiring.catalogue.stream_for(channel).name,
+                    channel.subject(self.site),
+                    utc_now().isoformat(),
+                ),
+            )
             return result
 
         result = await self.store.transact(transaction)

@@ -22,7 +22,7 @@ from sinew.masterdata.rules import UnknownUnit
 
 from . import store
 from .domain import KINDS, Kind, Rejected, VersionConflict
-from .handlers import count_stale_versions, upsert_over_api
+from .handlers import count_stale_versions
 
 _encoder = msgspec.json.Encoder(decimal_format="string")
 GTIN = re.compile(r"^(\d{8}|\d{12,14})$")
@@ -145,7 +145,7 @@ def decode_upsert(body: bytes, kind: Kind, identity: str, site: str) -> tuple[An
     requested = fields.pop("version", None)
     if requested is not None and (type(requested) is not int or requested < 1):
         raise ApiError(422, "invalid", "version must be a whole number of at least 1")
-    return msgspec.convert({**fields, "version": requested or 1}, kind.record), requested
+    return msgspec.convert({**fields, "version": requested or 1}, kind.upsert), requested
 
 
 def _bool(value: str | None, name: str) -> bool | None:
@@ -172,7 +172,7 @@ def routes(runtime) -> list[web.RouteDef]:
             record, requested = decode_upsert(await request.read(), kind, identity, runtime.site)
             try:
                 accepted = await runtime.command(
-                    upsert_over_api, record, requested, request[PRINCIPAL].name, about=identity
+                    "upsert", record, requested, request[PRINCIPAL].name, about=identity
                 )
             except VersionConflict as conflict:
                 raise ApiError(

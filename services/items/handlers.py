@@ -97,7 +97,7 @@ def upsert_from_feed(record: Any, ctx: Context) -> None:
 
 
 def upsert_over_api(
-    ctx: Context, record: Any, requested_version: int | None, changed_by: str
+    ctx: Context, record: MasterDataUpsert, requested_version: int | None, changed_by: str
 ) -> Accepted:
     """A change from a person: the next version, unless they name a newer one themselves."""
     kind, identity = kind_of(record), identity_of(record)

@@ -7,7 +7,7 @@ Out: the canonical *Upserted events on the ITEMS stream, and the items_<site> KV
 from sinew.common.service import ServiceDefinition
 
 from .api import ENDPOINTS, routes
-from .handlers import HANDLERS
+from .handlers import HANDLERS, upsert_over_api
 from .kv import project_to_kv
 from .store import MIGRATIONS
 
@@ -19,4 +19,5 @@ DEFINITION = ServiceDefinition(
     routes=routes,
     endpoints=ENDPOINTS,
     tasks=[project_to_kv],
+    commands={"upsert": upsert_over_api},
 )

@@ -246,7 +246,9 @@ def _workable(policies: Policies, row: sqlite3.Row | None, principal: Principal)
     return row
 
 
-def resolve_command(ctx, policies: Policies, exception_id: str, body: Resolution, who: Principal):
+def resolve_command(
+    ctx, exception_id: str, body: Resolution, who: Principal, *, policies: Policies
+):
     row = _workable(policies, store.exception_row(ctx.db, exception_id), who)
     credit = None
     if body.resolution == "credit_requested":
@@ -268,7 +270,7 @@ def resolve_command(ctx, policies: Policies, exception_id: str, body: Resolution
 
 
 def reassign_command(
-    ctx, policies: Policies, exception_id: str, body: Reassignment, who: Principal
+    ctx, exception_id: str, body: Reassignment, who: Principal, *, policies: Policies
 ):
     row = _workable(policies, store.exception_row(ctx.db, exception_id), who)
     if body.queue not in policies.routing.queues:
@@ -361,8 +363,7 @@ def routes(runtime, policies: Policies) -> list[web.RouteDef]:
     async def resolve(request: web.Request) -> web.Response:
         body = await decode_body(request, Resolution)
         shown = await runtime.command(
-            resolve_command,
-            policies,
+            "resolve",
             request.match_info["id"],
             body,
             request[PRINCIPAL],
@@ -374,8 +375,7 @@ def routes(runtime, policies: Policies) -> list[web.RouteDef]:
     async def reassign(request: web.Request) -> web.Response:
         body = await decode_body(request, Reassignment)
         shown = await runtime.command(
-            reassign_command,
-            policies,
+            "reassign",
             request.match_info["id"],
             body,
             request[PRINCIPAL],

@@ -8,10 +8,12 @@ Out: matching.invoice.submitted|matched|approved, matching.exception.raised|reso
 matching.payment.released, on the MATCHING stream; the analysts' HTTP API.
 """
 
+from functools import partial
+
 from sinew.common.service import ServiceDefinition
 
 from . import policies
-from .api import routes
+from .api import reassign_command, resolve_command, routes
 from .handlers import PARSERS, build
 from .store import MIGRATIONS
 
@@ -24,4 +26,8 @@ DEFINITION = ServiceDefinition(
     migrations=MIGRATIONS,
     parsers=PARSERS,
     routes=lambda runtime: routes(runtime, POLICIES),
+    commands={
+        "resolve": partial(resolve_command, policies=POLICIES),
+        "reassign": partial(reassign_command, policies=POLICIES),
+    },
 )

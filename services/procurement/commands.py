@@ -67,7 +67,7 @@ class Person:
 
 
 def request_requisition(
-    ctx: Context, policy: ApprovalPolicy, person: Person, request: RequisitionRequest
+    ctx: Context, person: Person, request: RequisitionRequest, *, policy: ApprovalPolicy
 ) -> str:
     md = MasterData(ctx.db)
     location = md.location(request.location_id)
@@ -167,7 +167,7 @@ def _check_approver(record: RequisitionRecord, person: Person) -> None:
 
 
 def approve(
-    ctx: Context, policy: ApprovalPolicy, person: Person, requisition_id: str, approval: Approval
+    ctx: Context, person: Person, requisition_id: str, approval: Approval, *, policy: ApprovalPolicy
 ) -> list[str]:
     record = _pending(ctx, requisition_id)
     if person.name == record.created.requested_by:

@@ -2,10 +2,12 @@
 approval under a versioned policy; purchase orders priced from the contract in force, sent to
 suppliers as JSON and X12 850, acknowledged (JSON or X12 855), received and closed."""
 
+from functools import partial
+
 from sinew.common.service import ServiceDefinition
 from sinew.masterdata import replica
 
-from . import api, approval, documents, handlers, store
+from . import api, approval, commands, documents, handlers, store
 
 # Loaded once at start: a policy file that does not parse stops the service here.
 POLICY = approval.load()
@@ -17,4 +19,11 @@ DEFINITION = ServiceDefinition(
     migrations=[replica.MIGRATION, store.SCHEMA],
     parsers={documents.ACKNOWLEDGEMENT_X12: documents.acknowledgement_from_855},
     routes=lambda runtime: api.routes(runtime, POLICY),
+    commands={
+        "request_requisition": partial(commands.request_requisition, policy=POLICY),
+        "approve": partial(commands.approve, policy=POLICY),
+        "reject": commands.reject,
+        "cancel": commands.cancel,
+        "close": commands.close,
+    },
 )

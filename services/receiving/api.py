@@ -30,7 +30,7 @@ def routes(runtime: Runtime) -> list[web.RouteDef]:
     async def post_receipt(request: web.Request) -> web.Response:
         body = await decode_body(request, commands.ReceiptRequest)
         status, answer = await runtime.command(
-            commands.receive, body, request[PRINCIPAL].name, about=body.po_number
+            "receive", body, request[PRINCIPAL].name, about=body.po_number
         )
         return json_response(answer, status)
 
@@ -92,7 +92,7 @@ def routes(runtime: Runtime) -> list[web.RouteDef]:
         )
         asn_number = request.match_info["asn_number"]
         answer = await runtime.command(
-            commands.receive_asn, asn_number, body, request[PRINCIPAL].name, about=asn_number
+            "receive_asn", asn_number, body, request[PRINCIPAL].name, about=asn_number
         )
         return json_response(answer, 201)
 
@@ -140,7 +140,7 @@ def routes(runtime: Runtime) -> list[web.RouteDef]:
         body = await decode_body(request, commands.ResolveRequest)
         exception_id = request.match_info["exception_id"]
         answer = await runtime.command(
-            commands.resolve_exception,
+            "resolve_exception",
             exception_id,
             body,
             request[PRINCIPAL].name,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from sinew.common.service import ServiceDefinition
 
+from . import commands
 from .api import routes
 from .handlers import HANDLERS, read_856
 from .store import MIGRATIONS
@@ -20,4 +21,9 @@ DEFINITION = ServiceDefinition(
     migrations=MIGRATIONS,
     parsers={"ingress.asn-x12.received.v1": read_856},
     routes=routes,
+    commands={
+        "receive": commands.receive,
+        "receive_asn": commands.receive_asn,
+        "resolve_exception": commands.resolve_exception,
+    },
 )

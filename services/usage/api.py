@@ -25,7 +25,6 @@ from sinew.masterdata.replica import MasterData
 
 from . import store
 from .domain import GTIN, UsageLine
-from .handlers import dismiss
 
 log = logging.getLogger("sinew.usage.api")
 
@@ -201,7 +200,7 @@ def routes(runtime) -> list[web.RouteDef]:
         if not reason:
             raise ApiError(422, "reason_required", "say why the exception is dismissed")
         result = await runtime.command(
-            dismiss,
+            "dismiss",
             request.match_info["exception_id"],
             request[PRINCIPAL].name,
             reason[:1000],

@@ -4,8 +4,9 @@ wants an acknowledgement. No I/O here; handlers.py feeds these and records what 
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import re
-import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -21,10 +22,13 @@ from sinew.masterdata.rules import UnknownUnit, contract_price, to_base
 GTIN = re.compile(r"^(\d{8}|\d{12,14})$")
 
 
-def new_patient_token() -> str:
-    """A surrogate that says nothing about the patient: random, not derived from the MRN, so
-    no one holding a token and a list of MRNs can find who it is."""
-    return f"pt-{secrets.token_hex(16)}"
+def patient_token_for(key: bytes, site: str, mrn: str) -> str:
+    """A keyed pseudonym: HMAC-SHA256 of site and MRN under the site's secret key. The same
+    patient at the same site always gets the same token, so a rebuild from stream history gives
+    back the tokens other services already hold; without the key, no one holding a token and a
+    list of MRNs can link them, and the same MRN at two sites gives two unrelated tokens."""
+    digest = hmac.new(key, f"{site}:{mrn}".encode(), hashlib.sha256).hexdigest()
+    return f"pt-{digest[:32]}"
 
 
 class Conflict(ValueError):

@@ -6,8 +6,9 @@ that says why, or voided. A held line is evaluated again whenever what held it c
 or location arrives in the item master, or the usage that already holds its serial is voided.
 
 "Now" is the time of the message being handled (`ctx.envelope.time`), so a rebuild from stream
-history records the same times. Ids derive from the EHR's line id, so they are stable too; only
-the patient token is random, by design.
+history records the same times. Ids derive from the EHR's line id, so they are stable too, and
+the patient token derives from the MRN under the site's secret key (`ctx.config`), so a rebuild
+issues the very tokens the live service did.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ from .domain import (
     bill_only_source,
     documentation_findings,
     item_keys,
-    new_patient_token,
+    patient_token_for,
     read_line,
     serial_already_used,
     unknown_item,
@@ -74,13 +75,14 @@ def usage_id_for(site: str, source_usage_id: str) -> str:
 # -- patient tokens ---------------------------------------------------------------------------
 
 
-def patient_token(conn: sqlite3.Connection, mrn: str, at: datetime) -> str:
-    """One token per MRN at this site, issued on first sight and reused after."""
-    row = conn.execute("SELECT patient_token FROM patients WHERE mrn=?", (mrn,)).fetchone()
+def patient_token(ctx: Context, mrn: str) -> str:
+    """One token per MRN at this site, derived on first sight and kept in `patients`: recall
+    answers from there, and a patient keeps the token already issued even after a key rotation."""
+    row = ctx.db.execute("SELECT patient_token FROM patients WHERE mrn=?", (mrn,)).fetchone()
     if row:
         return row[0]
-    token = new_patient_token()
-    conn.execute("INSERT INTO patients VALUES (?, ?, ?)", (mrn, token, at.isoformat()))
+    token = patient_token_for(ctx.config.patient_token_key, ctx.site, mrn)
+    ctx.db.execute("INSERT INTO patients VALUES (?, ?, ?)", (mrn, token, _now(ctx).isoformat()))
     return token
 
 
@@ -111,7 +113,7 @@ def take_usage(ctx: Context, submitted: UsageSubmitted, source_format: str) -> N
         # The EHR sent the same line again under a new message id: it was taken once already.
         log.info("usage line %s already taken; ignored", submitted.source_usage_id)
         return
-    token = patient_token(ctx.db, submitted.mrn, _now(ctx))
+    token = patient_token(ctx, submitted.mrn)
     try:
         line = read_line(submitted, token, source_format)
     except BarcodeError as error:

@@ -4,8 +4,8 @@ In: procedure usage and voids from the EHR as canonical JSON, HL7 v2 DFT^P03 and
 (Procedure, SupplyDelivery), on the CLINICAL_INGRESS stream only this service reads; items,
 contracts and locations from the item master. Out: procedure usage recorded and voided, usage
 exceptions raised and cleared, bill-only requests, and HL7 ACKs to the sender's inbox. Patient
-identifiers stay here: every event carries a random patient token instead. See
-docs/services/usage.md.
+identifiers stay here: every event carries a patient token instead, keyed with the site's secret
+(config.py), so the service refuses to start without it. See docs/services/usage.md.
 """
 
 from __future__ import annotations
@@ -14,8 +14,9 @@ from sinew.common.service import ServiceDefinition
 
 from .acks import send_hl7_acks
 from .api import ENDPOINTS, routes
+from .config import configure
 from .fhir import read_fhir
-from .handlers import HANDLERS
+from .handlers import HANDLERS, dismiss
 from .hl7 import read_dft_p03
 from .store import MIGRATIONS
 
@@ -31,4 +32,6 @@ DEFINITION = ServiceDefinition(
     routes=routes,
     endpoints=ENDPOINTS,
     tasks=[send_hl7_acks],
+    configure=configure,
+    commands={"dismiss": dismiss},
 )

@@ -153,6 +153,13 @@ def test_init_writes_a_config_for_containers(tmp_path):
     tokens = json.loads((tmp_path / "secrets" / "tokens.json").read_text())
     raw = json.loads((tmp_path / "secrets" / "api-tokens.json").read_text())
     assert raw["operator"] not in json.dumps(tokens), "only token hashes are handed to services"
+    # usage's patient-token key: secret, and never replaced, or known patients get new tokens.
+    key = tmp_path / "secrets" / "patient-token-north.key"
+    first = key.read_text()
+    assert oct(key.stat().st_mode)[-3:] == "600" and len(first.strip()) == 64
+    again = sinew("init", "--data", str(tmp_path), "--site", "north")
+    assert again.returncode == 0, again.stderr
+    assert key.read_text() == first
 
 
 @pytest.mark.asyncio

@@ -12,7 +12,7 @@ from typing import Any
 import msgspec
 import pytest
 
-from sinew.contracts import CATALOGUE, SERVICES
+from sinew.contracts import CATALOGUE, COMMANDED, SERVICES
 from sinew.contracts import items as it
 from sinew.contracts import matching as ma
 from sinew.contracts import procurement as pr
@@ -21,7 +21,7 @@ from sinew.contracts import replenishment as rp
 from sinew.contracts import usage as us
 from sinew.contracts.catalogue import JSON
 from sinew.contracts.common import Quantity
-from sinew.contracts.ops import DeadLetterRecorded, DeadLetterReplayed
+from sinew.contracts.ops import CommandRecorded, DeadLetterRecorded, DeadLetterReplayed
 
 SITE = "north"
 AT = datetime(2025, 3, 14, 9, 30, tzinfo=UTC)
@@ -799,6 +799,21 @@ EXAMPLES: dict[str, list[Any]] = {
 }
 for _service in SERVICES:
     EXAMPLES.update(dead_letter_examples(_service))
+for _service in COMMANDED:
+    EXAMPLES[f"{_service}.command.recorded.v1"] = [
+        CommandRecorded(
+            command_id="5d1c2b8e-8a43-4f0a-9a55-2f3f1f2b8a11",
+            site=SITE,
+            service=_service,
+            command="resolve",
+            arguments=[
+                "EXC-000042",
+                {"resolution": "approved", "reason": "price agreed by phone"},
+                {"name": "ap-clerk-1", "roles": ["ap"]},
+            ],
+            recorded_at=AT,
+        )
+    ]
 
 CANONICAL = [c for c in CATALOGUE.channels if not c.is_ingress]
 WITH_MESSAGE = [c for c in CATALOGUE.channels if c.message is not None]
@@ -934,9 +949,22 @@ def test_only_the_ehr_usage_ingress_carries_the_mrn():
     assert usage.publisher == "ehr" and usage.consumers == ("usage",)
 
 
-@pytest.mark.parametrize("channel", CANONICAL, ids=lambda c: c.name)
+# A service's record of its own commands is private to it: observability sees their outcome in
+# the events the command emitted (an approval, a resolution), never the command's arguments.
+COMMAND_RECORDS = {f"{service}.command.recorded.v1" for service in COMMANDED}
+
+
+@pytest.mark.parametrize(
+    "channel", [c for c in CANONICAL if c.name not in COMMAND_RECORDS], ids=lambda c: c.name
+)
 def test_observability_consumes_every_canonical_channel(channel):
     assert "observability" in channel.consumers
+
+
+@pytest.mark.parametrize("name", sorted(COMMAND_RECORDS))
+def test_a_command_record_is_read_back_only_by_its_own_service(name):
+    channel = CATALOGUE.channel(name)
+    assert channel.consumers == (channel.publisher,) and channel.readers == ()
 
 
 def test_masterdata_ingress_decodes_each_kind():

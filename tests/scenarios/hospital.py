@@ -21,7 +21,14 @@ import msgspec
 import nats
 import outside_systems as outside
 import scenario_data as scenario
-from helpers import FAST, ServiceProcess, envelope_headers, eventually, subject_messages
+from helpers import (
+    FAST,
+    ServiceProcess,
+    envelope_headers,
+    eventually,
+    patient_token_key,
+    subject_messages,
+)
 
 from sinew.common.config import Settings
 from sinew.common.http import hash_token
@@ -141,6 +148,7 @@ class Hospital:
             http_port=free_port(),
             tokens_file=self.tokens_file,
             nats_monitor_url=self.server.monitor_url,
+            patient_token_key_file=patient_token_key(self.workdir / "data", site),
         )
 
     async def start_service(self, name: str, site: str) -> Runtime:

@@ -16,6 +16,7 @@ import scenario_data as scenario
 from helpers import ServiceProcess, eventually, query
 from matching_world import (
     AP,
+    SUPPLY_CHAIN,
     World,
     invoice_line,
     matching_settings,
@@ -142,6 +143,19 @@ async def test_rebuilding_from_stream_history_gives_the_same_invoices_and_except
             "INV-R5", "PO-NONE", invoice_line(1, 1, "EA", "10.00", item_id="NOT-KNOWN")
         )
         await world.pay("PAY-R2", ("INV-R3", "3600.00"), ("INV-R1", "2400.00"))
+        # Analysts at work over HTTP: their changes are in the stream too, as commands.
+        (price,) = await world.exceptions(type="PRICE_VARIANCE")
+        await world.post(
+            f"/v1/exceptions/{price['exception_id']}/reassign",
+            {"queue": "ap", "reason": "supplier disputes our PO"},
+            SUPPLY_CHAIN,
+        )
+        (no_po,) = await world.exceptions(type="NO_PO")
+        await world.post(
+            f"/v1/exceptions/{no_po['exception_id']}/resolve",
+            {"resolution": "rejected", "reason": "not our supplier"},
+            AP,
+        )
         live = [query(settings.database_path, sql) for sql in STATE]
         statuses = {row[1]: row[2] for row in live[0]}
         assert statuses == {
@@ -149,8 +163,9 @@ async def test_rebuilding_from_stream_history_gives_the_same_invoices_and_except
             "INV-R2": "approved",
             "INV-R3": "exception",
             "INV-R4": "exception",
-            "INV-R5": "exception",
+            "INV-R5": "rejected",
         }
+        assert any(row[1] == "reassigned" for row in live[2]), "the reassignment is audited"
 
     target = tmp_path / "rebuilt" / "matching.sqlite"
     nc = await nats.connect(nats_server.url)

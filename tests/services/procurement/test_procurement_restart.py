@@ -23,13 +23,16 @@ from helpers import (
     settings_for,
     subject_messages,
 )
-from procurement_world import qty
+from procurement_world import procurement_world, qty
 
+from sinew.common.actor import Wiring
+from sinew.common.rebuild import rebuild
 from sinew.contracts import CATALOGUE
 from sinew.contracts.envelope import CE_ID
 from sinew.contracts.procurement import PurchaseOrderApproved
 from sinew.contracts.replenishment import ReplenishmentSignalRaised
 from sinew.contracts.usage import BillOnlyRequested
+from sinew.services.procurement.service import DEFINITION as PROCUREMENT
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.slow]
 
@@ -131,3 +134,51 @@ async def test_killed_mid_flow_loses_and_doubles_nothing(nats_server, tmp_path):
     finally:
         service.stop()
         await nc.close()
+
+
+async def test_rebuilt_from_history_the_people_s_changes_over_http_are_there(nats_server, tmp_path):
+    (tmp_path / "live").mkdir()
+    async with procurement_world(nats_server, tmp_path / "live") as world:
+        approved = await world.requisition((scenario.STENT, 10, "EA"), urgent=True)
+        status, _ = await world.post(
+            f"/v1/requisitions/{approved['requisition_id']}/approve", {"reason": "cases Monday"}
+        )
+        assert status == 200
+        po = await world.wait_for_po(requisition_id=approved["requisition_id"])
+        status, _ = await world.post(
+            f"/v1/purchase-orders/{po['po_number']}/cancel", {"reason": "cases moved"}
+        )
+        assert status == 200
+        rejected = await world.requisition((scenario.STENT, 10, "EA"))
+        status, _ = await world.post(
+            f"/v1/requisitions/{rejected['requisition_id']}/reject", {"reason": "not budgeted"}
+        )
+        assert status == 200
+        automatic = await world.requisition((scenario.STENT, 2, "EA"))  # within policy
+        await world.wait_for_po(requisition_id=automatic["requisition_id"])
+        live = [query(world.db, sql) for sql in PROCUREMENT_STATE]
+        assert [row[1] for row in live[0]] == ["approved", "rejected", "approved"]
+        site = world.site
+
+    target = tmp_path / "rebuilt" / "procurement.sqlite"
+    nc = await nats.connect(nats_server.url)
+    try:
+        wiring = Wiring("procurement", site, CATALOGUE, PROCUREMENT.handlers, PROCUREMENT.parsers)
+        report = await rebuild(nc.jetstream(), wiring, target, PROCUREMENT.migrations)
+    finally:
+        await nc.close()
+    assert report.dead_letters == 0 and report.applied == report.messages
+    for sql, before in zip(PROCUREMENT_STATE, live, strict=True):
+        assert query(target, sql) == before, sql
+
+
+PROCUREMENT_STATE = [
+    "SELECT requisition_id, status FROM requisitions ORDER BY requisition_id",
+    "SELECT * FROM requisitions ORDER BY requisition_id",
+    "SELECT * FROM purchase_orders ORDER BY po_number",
+    "SELECT * FROM po_lines ORDER BY po_number, line_number",
+    "SELECT * FROM po_history ORDER BY id",
+    "SELECT * FROM audit ORDER BY id",
+    "SELECT key, outcome FROM sinew_inbox ORDER BY key",
+    "SELECT event_id, subject, payload FROM sinew_outbox ORDER BY event_id",
+]

@@ -24,7 +24,7 @@ from sinew.services.usage.domain import (
     bill_only_source,
     documentation_findings,
     item_keys,
-    new_patient_token,
+    patient_token_for,
     read_line,
     redact,
 )
@@ -36,14 +36,18 @@ def submitted(**fields) -> UsageSubmitted:
     return msgspec.json.decode(json_usage(SITE, "L-1", **fields), type=UsageSubmitted)
 
 
+KEY = b"0123456789abcdef" * 4
+
+
 def line(**fields):
-    return read_line(submitted(**fields), new_patient_token(), "json")
+    return read_line(submitted(**fields), patient_token_for(KEY, SITE, "MRN-SYNTH-0001"), "json")
 
 
-def test_patient_tokens_are_random_and_fit_the_contract():
-    tokens = {new_patient_token() for _ in range(1000)}
+def test_patient_tokens_are_one_per_mrn_and_fit_the_contract():
+    tokens = {patient_token_for(KEY, SITE, f"MRN-{n}") for n in range(1000)}
     assert len(tokens) == 1000
     assert all(re.fullmatch(r"pt-[0-9a-f]{32}", t) for t in tokens)
+    assert patient_token_for(KEY, SITE, "MRN-7") == patient_token_for(KEY, SITE, "MRN-7")
 
 
 def test_a_line_carries_the_token_and_never_the_mrn_or_name():
