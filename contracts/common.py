@@ -1,8 +1,9 @@
 """Value types every contract shares: money, quantities, codes and UTC times."""
 
+import re
 from datetime import datetime
 from decimal import Decimal
-from typing import Annotated
+from typing import Annotated, Any
 
 import msgspec
 
@@ -29,3 +30,36 @@ class Money(msgspec.Struct, frozen=True):
 class Quantity(msgspec.Struct, frozen=True):
     value: Amount
     uom: UomCode
+
+
+# msgspec reads "NaN", "Infinity" and "sNaN" as a Decimal and cannot bound one; a NaN price would
+# compare false with every tolerance. Only bytes that could spell one are walked.
+_COULD_BE_NON_FINITE = re.compile(rb"(?i)nan|inf")
+
+
+def require_finite(data: bytes, message: Any) -> None:
+    """Raise msgspec.ValidationError, with the path, for a decimal in `message` that is not a
+    number (NaN) or is infinite."""
+    if not _COULD_BE_NON_FINITE.search(data):
+        return
+    found = _non_finite(message, "$")
+    if found:
+        path, value = found
+        raise msgspec.ValidationError(f"Expected a finite decimal, got `{value}` - at `{path}`")
+
+
+def _non_finite(value: Any, path: str) -> tuple[str, Decimal] | None:
+    if isinstance(value, Decimal):
+        return None if value.is_finite() else (path, value)
+    if isinstance(value, msgspec.Struct):
+        children = ((f".{name}", getattr(value, name)) for name in value.__struct_fields__)
+    elif isinstance(value, list | tuple):
+        children = ((f"[{n}]", item) for n, item in enumerate(value))
+    elif isinstance(value, dict):
+        children = ((f"[{key!r}]", item) for key, item in value.items())
+    else:
+        return None
+    for step, child in children:
+        if found := _non_finite(child, path + step):
+            return found
+    return None

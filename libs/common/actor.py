@@ -24,6 +24,7 @@ from nats.aio.msg import Msg
 
 from sinew.contracts import ops
 from sinew.contracts.catalogue import Catalogue, Channel, parse_subject
+from sinew.contracts.common import require_finite
 from sinew.contracts.envelope import Envelope, utc_now
 
 from .context import Context, Publications
@@ -158,15 +159,16 @@ class Wiring:
                 f"{channel.name}",
                 "oversized",
             )
-        if channel.name in self.parsers:
-            message = self.parsers[channel.name](delivery.data, delivery.headers, self.site)
-        else:
-            try:
+        try:
+            if channel.name in self.parsers:
+                message = self.parsers[channel.name](delivery.data, delivery.headers, self.site)
+            else:
                 message = self.decoders[channel.name].decode(delivery.data)
-            except msgspec.ValidationError as error:
-                raise Invalid(f"{channel.name}: {error}") from None
-            except msgspec.DecodeError as error:
-                raise Invalid(f"malformed JSON: {error}", "malformed") from None
+            require_finite(delivery.data, message)
+        except msgspec.ValidationError as error:
+            raise Invalid(f"{channel.name}: {error}") from None
+        except msgspec.DecodeError as error:
+            raise Invalid(f"malformed JSON: {error}", "malformed") from None
         site = getattr(message, "site", self.site)
         if site != self.site:
             raise Invalid(f"payload site {site!r} does not match subject site {self.site!r}")

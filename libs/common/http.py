@@ -15,6 +15,8 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
+from sinew.contracts.common import require_finite
+
 log = logging.getLogger("sinew.http")
 
 MAX_REQUEST_BYTES = 1024 * 1024
@@ -157,4 +159,7 @@ def paged(items: list, total: int, limit: int, offset: int) -> web.Response:
 
 
 async def decode_body(request: web.Request, type_: type) -> Any:
-    return msgspec.json.decode(await request.read(), type=type_)
+    body = await request.read()
+    decoded = msgspec.json.decode(body, type=type_)
+    require_finite(body, decoded)
+    return decoded

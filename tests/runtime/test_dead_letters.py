@@ -39,6 +39,7 @@ async def test_each_kind_of_bad_input_becomes_a_precise_dead_letter(nats_server,
         "malformed": (v1, b'{"site": "' + site.encode() + b'", "sample_id": '),
         "missing": (v1, msgspec.json.encode({"site": site, "value": 1, "amount": "1"})),
         "wrong-type": (v1, msgspec.json.encode(good(site, "W", value="seven"))),
+        "not-a-number": (v1, msgspec.json.encode(good(site, "N", amount="NaN"))),
         "unknown-version": (
             sample.SUBMITTED_V2.subject(site),
             msgspec.json.encode(good(site, "V")),
@@ -69,6 +70,11 @@ async def test_each_kind_of_bad_input_becomes_a_precise_dead_letter(nats_server,
         assert reasons["missing"]["cause"] == "invalid"
         assert "missing required field `sample_id`" in reasons["missing"]["reason"]
         assert "Expected `int`, got `str` - at `$.value`" in reasons["wrong-type"]["reason"]
+        assert reasons["not-a-number"]["cause"] == "invalid"
+        assert (
+            "Expected a finite decimal, got `NaN` - at `$.amount`"
+            in reasons["not-a-number"]["reason"]
+        )
         assert reasons["unknown-version"]["cause"] == "unknown_contract"
         assert (
             "v2 is not a contract version this service knows (it knows v1)"

@@ -478,6 +478,9 @@ async def test_bad_requests_get_precise_errors(world):
     zero_line = {"item_id": STENT, "quantity": {"value": "0", "uom": "EA"}}
     zero = await world.post("/v1/receipts", {"po_number": "PO-X", "lines": [zero_line]}, status=422)
     assert "$.lines[0].quantity.value must be greater than 0" in zero["error"]["message"]
+    nan_line = {"item_id": STENT, "quantity": {"value": "NaN", "uom": "EA"}}
+    nan = await world.post("/v1/receipts", {"po_number": "PO-X", "lines": [nan_line]}, status=422)
+    assert "finite decimal, got `NaN` - at `$.lines[0].quantity.value`" in nan["error"]["message"]
     bad_filter = await world.get("/v1/exceptions?type=NOPE", status=400)
     assert bad_filter["error"]["code"] == "bad_filter"
     await world.get("/v1/exceptions/RX-NOPE", status=404)
