@@ -71,7 +71,7 @@ class Delivery:
 
 @dataclass
 class Outcome:
-    kind: str  # applied | duplicate | dead_letter | retry
+    kind: str  # applied | duplicate | recorded (a command record) | dead_letter | retry
     reason: str = ""
     cause: str = ""
     handler_seconds: float = 0.0
@@ -233,7 +233,9 @@ class Wiring:
             seen["outcome"] == "dead_letter"
             and (seen["stream"], seen["stream_seq"]) != (delivery.stream, delivery.stream_seq)
         ):
-            return Outcome("duplicate")
+            # The record of a command this service ran over HTTP comes back once by design.
+            own = delivery.channel is not None and delivery.channel.publisher == self.service
+            return Outcome("recorded" if own else "duplicate")
         if delivery.invalid is not None:
             return self._dead_letter(
                 conn, delivery, delivery.invalid.cause, delivery.invalid.reason
@@ -507,6 +509,8 @@ class Mailbox:
             await message.ack()
         elif outcome.kind == "duplicate":
             m.labels(m.duplicates, contract=contract).inc()
+            await message.ack()
+        elif outcome.kind == "recorded":
             await message.ack()
         elif outcome.kind == "dead_letter":
             m.labels(m.dead_lettered, contract=contract, cause=outcome.cause).inc()

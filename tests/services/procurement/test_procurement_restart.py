@@ -156,6 +156,17 @@ async def test_rebuilt_from_history_the_people_s_changes_over_http_are_there(nat
         assert status == 200
         automatic = await world.requisition((scenario.STENT, 2, "EA"))  # within policy
         await world.wait_for_po(requisition_id=automatic["requisition_id"])
+        # Each command's record comes back through the mailbox once, seen, not a duplicate.
+        recorded = 'outcome="recorded"'
+
+        async def all_six_back() -> bool:
+            exposition = world.runtime.metrics.exposition().decode()
+            return any(
+                recorded in line and line.endswith(" 6.0") for line in exposition.splitlines()
+            )
+
+        await eventually(all_six_back, what="six command records back")
+        assert (await world.runtime.status())["duplicates_suppressed"] == 0
         live = [query(world.db, sql) for sql in PROCUREMENT_STATE]
         assert [row[1] for row in live[0]] == ["approved", "rejected", "approved"]
         site = world.site
