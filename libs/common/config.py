@@ -4,8 +4,10 @@ both set these). Secrets come from the environment or files in the data folder, 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from .retention import Retention
 
 
 @dataclass(frozen=True)
@@ -25,6 +27,7 @@ class Settings:
     # Refuse to start against a server that acknowledges writes before they reach disk.
     require_sync_always: bool = True
     log_level: str = "INFO"
+    retention: Retention = field(default_factory=Retention)
 
     @classmethod
     def from_env(cls, service: str, **overrides) -> Settings:
@@ -47,6 +50,10 @@ class Settings:
             nats_monitor_url=env.get("SINEW_NATS_MONITOR_URL"),
             require_sync_always=env.get("SINEW_REQUIRE_SYNC_ALWAYS", "1") != "0",
             log_level=env.get("SINEW_LOG_LEVEL", "INFO"),
+            retention=Retention(
+                outbox_days=float(env.get("SINEW_OUTBOX_KEEP_DAYS", Retention.outbox_days)),
+                inbox_days=float(env.get("SINEW_INBOX_KEEP_DAYS", Retention.inbox_days)),
+            ),
         )
         values.update(overrides)
         return cls(**values)

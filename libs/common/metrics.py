@@ -69,6 +69,12 @@ class RuntimeMetrics:
             names,
             registry=self.registry,
         )
+        self.pruned = Counter(
+            "sinew_rows_pruned",
+            "Published outbox rows and old inbox keys removed by retention",
+            [*names, "table"],
+            registry=self.registry,
+        )
         self.nats_connected = Gauge(
             "sinew_nats_connected", "1 while connected to NATS", names, registry=self.registry
         )

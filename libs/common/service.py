@@ -49,6 +49,7 @@ from .natsconfig import admin_subject, api_subject, consumer_name
 from .natsconn import connect
 from .outbox import OutboxRelay
 from .provision import ADVISORIES, DeliveryPolicy, mailbox_filters
+from .retention import keep_pruning
 from .store import Store
 
 log = logging.getLogger("sinew.service")
@@ -196,6 +197,7 @@ class Runtime:
 
     async def status(self) -> dict:
         def read(conn):
+            counters = dict(conn.execute("SELECT name, value FROM sinew_counters").fetchall())
             return {
                 "open_dead_letters": conn.execute(
                     "SELECT count(*) FROM sinew_dead_letters WHERE status='open'"
@@ -203,13 +205,9 @@ class Runtime:
                 "outbox_backlog": conn.execute(
                     "SELECT count(*) FROM sinew_outbox WHERE published_at IS NULL"
                 ).fetchone()[0],
-                "messages_handled": conn.execute("SELECT count(*) FROM sinew_inbox").fetchone()[0],
-                "duplicates_suppressed": (
-                    conn.execute(
-                        "SELECT value FROM sinew_counters WHERE name='duplicates_suppressed'"
-                    ).fetchone()
-                    or [0]
-                )[0],
+                "messages_handled": conn.execute("SELECT count(*) FROM sinew_inbox").fetchone()[0]
+                + counters.get("inbox_pruned", 0),
+                "duplicates_suppressed": counters.get("duplicates_suppressed", 0),
             }
 
         return {
@@ -264,7 +262,7 @@ async def serve(
         ]
         background = [
             asyncio.create_task(task(runtime), name=getattr(task, "__name__", "task"))
-            for task in definition.tasks
+            for task in [keep_pruning, *definition.tasks]
         ]
         runtime.ready = True
         log.info(
