@@ -61,6 +61,13 @@ def test_the_dashboard_shows_the_apis_figures_in_a_real_browser(tmp_path):
         assert f"Open exceptions {kpis['open_exceptions']['count']} " in text
         assert f"Items below par {kpis['below_par']['open_signals']} " in text
         assert "Cardiac catheterisation lab 1" in text, "stock below par names the location"
+        # The SRE's view: each service's own figures, and the demo's bad input that services
+        # terminated, as JetStream's advisories count it.
+        assert "Outbox backlog" in text and "Duplicates absorbed" in text
+        technical = json.load(urlopen(f"{url}/v1/technical", timeout=10))
+        terminated = [a for a in technical["advisories"] if a["kind"] == "terminated"]
+        assert terminated, "the demo's malformed messages were terminated"
+        assert "terminated by the service" in text
         screenshot = tmp_path / "dashboard.png"
         chromium(tmp_path, f"--screenshot={screenshot}", f"{url}/")
         assert screenshot.stat().st_size > 20_000
