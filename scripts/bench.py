@@ -52,6 +52,7 @@ import tempfile
 import time
 import urllib.request
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -933,7 +934,9 @@ def latency_summary(values_ms: list[float]) -> dict:
     }
 
 
-async def e2e_load(data: Path, nats_url: str, urls: dict, usages: int) -> dict:
+async def e2e_load(
+    data: Path, nats_url: str, urls: dict, usages: int, cpu_of: Callable[[], dict[str, float]]
+) -> dict:
     from dataclasses import replace
 
     from sinew.cli import demo
@@ -965,10 +968,13 @@ async def e2e_load(data: Path, nats_url: str, urls: dict, usages: int) -> dict:
                 await player.publish(step)
 
         since = datetime.now(UTC)
+        cpu_before = cpu_of()
         first = time.time()
         await asyncio.gather(*(one(step) for step in lines))
         published = time.time()
         quiet = await demo.drained(nats_url, data, within=300.0)
+        burst_seconds = time.time() - first
+        cpu_after = cpu_of()
         refused = sum(player.refused.values())
 
     nc = await connect_operator(nats_url, data, None, None)
@@ -1005,7 +1011,14 @@ async def e2e_load(data: Path, nats_url: str, urls: dict, usages: int) -> dict:
         if cause in usage_source:
             to_adjusted.append((stored - sent_at[usage_source[cause]]) * 1000)
     seconds = last - first
+    # Which process the burst kept busiest: the one that limits events/s through all services.
+    cores = {
+        name: round((cpu_after[name] - cpu_before[name]) / burst_seconds, 2)
+        for name in sorted(cpu_after)
+        if name in cpu_before
+    }
     return {
+        "cores_busy_during_burst": dict(sorted(cores.items(), key=lambda kv: -kv[1])),
         "usage_lines": len(lines),
         "refused": refused,
         "drained": quiet,
@@ -1038,7 +1051,11 @@ def bench_end_to_end(usages: int) -> dict:
     output = log_path.open("wb")
     process = subprocess.Popen(argv, stdout=output, stderr=subprocess.STDOUT)
     try:
-        result = asyncio.run(e2e_load(data, f"nats://127.0.0.1:{nats_port}", urls, usages))
+
+        def cpu_of() -> dict[str, float]:
+            return {name: cpu_seconds(pid) for name, pid in child_pids(process.pid).items()}
+
+        result = asyncio.run(e2e_load(data, f"nats://127.0.0.1:{nats_port}", urls, usages, cpu_of))
         result["peak_rss_mb"] = {
             name: peak_rss_mb(pid) for name, pid in sorted(child_pids(process.pid).items())
         }
@@ -1080,10 +1097,12 @@ def e2e_table(result: dict) -> list[str]:
             f"  {label:44}{hop['events']:>9}{cell(hop['p50_ms'], 1):>9}"
             f"{cell(hop['p95_ms'], 1):>9}{cell(hop['p99_ms'], 1):>9}"
         )
-    lines.append(
+    busy = result["cores_busy_during_burst"].items()
+    lines += [
+        "  cores busy during the burst: " + ", ".join(f"{name} {cores}" for name, cores in busy),
         "  peak RSS MB: "
-        + ", ".join(f"{name} {cell(mb, 1)}" for name, mb in result["peak_rss_mb"].items())
-    )
+        + ", ".join(f"{name} {cell(mb, 1)}" for name, mb in result["peak_rss_mb"].items()),
+    ]
     return lines
 
 
