@@ -58,3 +58,7 @@ backlog *args:
 # Services answering $SRV.INFO
 services *args:
     sinew services "$@"
+
+# Multi-site hub: `just hub init|join|provision|status ...` (docs/deployment.md, multi-site)
+hub *args:
+    sinew hub "$@"

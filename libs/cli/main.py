@@ -45,6 +45,8 @@ Deploying:
   sinew provision                  create streams and consumers (once per deploy)
   sinew run SERVICE                run one service (settings from SINEW_* variables)
   sinew contracts [--check]        regenerate (or check) JSON Schemas, AsyncAPI, permissions
+  sinew hub init|join|provision|status
+                                   multi-site: sites as leaf nodes, a hub sourcing their streams
 
 Connection: --nats-url (or SINEW_NATS_URL), as the site's operator user whose password
 `sinew up` keeps in DATA/secrets/nats-credentials.json (or SINEW_NATS_USER/SINEW_NATS_PASSWORD).
@@ -265,6 +267,10 @@ def build_parser() -> argparse.ArgumentParser:
         p = commands.add_parser(name, help=text)
         connection(p)
         p.add_argument("--json", action="store_true")
+
+    from .hub import add_parser as add_hub_parser
+
+    add_hub_parser(commands)
     return parser
 
 
@@ -337,6 +343,10 @@ async def dispatch(args: argparse.Namespace) -> None:
         await provision_site(args.nats_url, args.sites)
     elif args.command == "contracts":
         contracts(args.check)
+    elif args.command == "hub":
+        from .hub import run as run_hub
+
+        await run_hub(args)
     elif args.command == "import":
         from sinew.services.items.importer import run_import
 
