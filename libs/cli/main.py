@@ -101,6 +101,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     up.add_argument("--seed", type=int, default=7, help="the demo day's seed")
     up.add_argument("--usages", type=int, default=3000, help="routine usage lines in the demo day")
+    up.add_argument(
+        "--leaf",
+        type=Path,
+        metavar="FILE",
+        help="run the site's NATS as a leaf node of the hub, with the block `sinew hub init` "
+        "wrote for this site (one --site)",
+    )
     up.add_argument("--nats-port", type=int, default=4222)
     up.add_argument("--monitor-port", type=int, default=8222)
     up.add_argument(
@@ -137,6 +144,12 @@ def build_parser() -> argparse.ArgumentParser:
     init.add_argument("--listen", default="127.0.0.1")
     init.add_argument("--port", type=int, default=4222)
     init.add_argument("--store-dir", type=Path, help="JetStream storage path as the server sees it")
+    init.add_argument(
+        "--leaf",
+        type=Path,
+        metavar="FILE",
+        help="make the site's NATS a leaf node of the hub (the block `sinew hub init` wrote)",
+    )
 
     run = commands.add_parser(
         "run",
@@ -312,6 +325,7 @@ async def dispatch(args: argparse.Namespace) -> None:
             nats_port=args.nats_port,
             monitor_port=args.monitor_port,
             http_base_port=args.http_base_port,
+            leaf=args.leaf,
         )
         if args.demo:
             from .demo import up_with_demo
@@ -334,7 +348,12 @@ async def dispatch(args: argparse.Namespace) -> None:
         from .site import init_site
 
         layout = init_site(
-            args.data, args.sites, listen=args.listen, port=args.port, store_dir=args.store_dir
+            args.data,
+            args.sites,
+            listen=args.listen,
+            port=args.port,
+            store_dir=args.store_dir,
+            leaf=args.leaf,
         )
         print(f"wrote {layout.nats_config} and {layout.secrets}/")
     elif args.command == "run":

@@ -20,6 +20,7 @@ from sinew.common.http import hash_token
 from sinew.common.natsconfig import PROVISIONER, Credentials, server_config, site_users
 from sinew.common.provision import provision
 from sinew.common.testing.nats_server import nats_server_binary
+from sinew.common.topology import read_leaf_block, site_leaf_config
 from sinew.contracts import CATALOGUE
 from sinew.services import built
 
@@ -78,28 +79,33 @@ def init_site(
     port: int = 4222,
     monitor_port: int = 8222,
     store_dir: Path | None = None,
+    leaf: Path | None = None,
 ) -> SiteLayout:
     """Write the nats-server configuration, the NATS passwords, the API tokens and the
     patient-token keys of the sites. Existing secrets are kept, so re-running it never locks
-    anyone out nor changes a patient's token."""
+    anyone out nor changes a patient's token. With `leaf` (the block `sinew hub init` wrote for
+    the site) the server is a leaf node of the hub, in the site's own JetStream domain."""
+    if leaf is not None and len(sites) != 1:
+        raise SystemExit("a leaf node is one site (its JetStream domain is the site's code)")
     layout = SiteLayout(data)
     layout.secrets.mkdir(parents=True, exist_ok=True)
     os.chmod(layout.secrets, 0o700)
     users = site_users(CATALOGUE, sites)
     credentials = Credentials.load_or_create(layout.credentials, list(users))
     layout.nats_config.parent.mkdir(parents=True, exist_ok=True)
-    layout.nats_config.write_text(
-        server_config(
-            store_dir=store_dir or layout.jetstream,
-            host=listen,
-            port=port,
-            monitor_port=monitor_port,
-            monitor_host="0.0.0.0" if listen == "0.0.0.0" else "127.0.0.1",
-            users=users,
-            passwords=credentials.passwords,
-            server_name=f"sinew-{'-'.join(sites)}",
-        )
+    config = server_config(
+        store_dir=store_dir or layout.jetstream,
+        host=listen,
+        port=port,
+        monitor_port=monitor_port,
+        monitor_host="0.0.0.0" if listen == "0.0.0.0" else "127.0.0.1",
+        users=users,
+        passwords=credentials.passwords,
+        server_name=f"sinew-{'-'.join(sites)}",
     )
+    if leaf is not None:
+        config = site_leaf_config(config, sites[0], read_leaf_block(leaf.read_text()))
+    layout.nats_config.write_text(config)
     os.chmod(layout.nats_config, 0o600)
     for user, password in credentials.passwords.items():
         _write_secret(
@@ -192,6 +198,7 @@ class EmbeddedSite:
     nats_port: int = 4222
     monitor_port: int = 8222
     http_base_port: int = 8100
+    leaf: Path | None = None  # the hub's leaf block for this site: run as its leaf node
     services: list[str] = field(default_factory=built)
     children: list[Child] = field(default_factory=list)
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
@@ -233,7 +240,13 @@ class EmbeddedSite:
 
     async def _start(self, layout: SiteLayout, passwords: dict[str, str]) -> None:
         if not self.nats_url:
-            init_site(self.data, self.sites, port=self.nats_port, monitor_port=self.monitor_port)
+            init_site(
+                self.data,
+                self.sites,
+                port=self.nats_port,
+                monitor_port=self.monitor_port,
+                leaf=self.leaf,
+            )
             passwords.update(Credentials.load_or_create(layout.credentials, []).passwords)
             server = Child(
                 "nats-server",

@@ -17,12 +17,14 @@ from helpers import eventually, publish
 from hub_network import Network
 from nats.js.api import ExternalStream, StreamConfig, StreamSource
 
-from sinew.cli.hub import provision_hub
+from sinew.cli.hub import init_hub, join_site, provision_hub
+from sinew.cli.site import init_site
 from sinew.common.provision import provision
 from sinew.common.testing.nats_server import nats_server_binary
 from sinew.common.topology import (
     HUB_DOMAIN,
     check_domains,
+    hub_nodes,
     hub_stream_configs,
     hub_stream_name,
     site_api,
@@ -340,3 +342,16 @@ def test_written_configurations_are_valid_for_nats_server(tmp_path):
         assert checked.returncode == 0, checked.stderr
         assert '"sync_interval": "always"' in config.read_text()
     assert '"domain": "north"' in (tmp_path / "north/nats/nats.conf").read_text()
+
+
+def test_init_with_the_leaf_block_writes_what_init_then_join_writes(tmp_path):
+    """`sinew up --leaf` and `sinew init --leaf` make the site a leaf in one step."""
+    hub = init_hub(tmp_path / "hub", ["north"], hub_nodes(["127.0.0.1"], listen="127.0.0.1"))
+    leaf = hub.leaf_block("north")
+    joined = init_site(tmp_path / "site", ["north"], port=4300, monitor_port=8300)
+    expected = join_site(tmp_path / "site", "north", leaf).read_text()
+    at_once = init_site(tmp_path / "site", ["north"], port=4300, monitor_port=8300, leaf=leaf)
+    assert at_once.nats_config == joined.nats_config
+    assert at_once.nats_config.read_text() == expected
+    with pytest.raises(SystemExit, match="one site"):
+        init_site(tmp_path / "two", ["north", "south"], leaf=leaf)
