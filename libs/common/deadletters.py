@@ -17,6 +17,7 @@ from sinew.contracts.envelope import utc_now
 from .actor import Wiring
 from .context import Context
 from .errors import Invalid
+from .store import page_of
 
 LIST_COLUMNS = (
     "id, subject, stream, stream_seq, contract, cause, reason, deliveries, recorded_at, status,"
@@ -33,13 +34,15 @@ def list_dead_letters(
     limit: int = 100,
     offset: int = 0,
 ) -> tuple[list[dict], int]:
-    where, params = _filters(status, cause, reason)
-    total = conn.execute(f"SELECT count(*) FROM sinew_dead_letters {where}", params).fetchone()[0]
-    rows = conn.execute(
-        f"SELECT {LIST_COLUMNS} FROM sinew_dead_letters {where} ORDER BY recorded_at, id"
-        " LIMIT ? OFFSET ?",
-        [*params, limit, offset],
-    ).fetchall()
+    rows, total = page_of(
+        conn,
+        select=LIST_COLUMNS,
+        source="sinew_dead_letters",
+        where={"status = ?": status, "cause = ?": cause, "reason LIKE ?": reason and f"%{reason}%"},
+        order_by="recorded_at, id",
+        limit=limit,
+        offset=offset,
+    )
     return [dict(row) for row in rows], total
 
 

@@ -162,3 +162,29 @@ def _in_transaction(conn: sqlite3.Connection, fn: Callable[..., T], *args: Any) 
         raise
     conn.execute("COMMIT")
     return result
+
+
+def page_of(
+    conn: sqlite3.Connection,
+    *,
+    select: str,
+    source: str,
+    where: dict[str, Any],
+    order_by: str,
+    limit: int,
+    offset: int,
+) -> tuple[list[sqlite3.Row], int]:
+    """One page of a list endpoint's rows, and how many rows there are in all.
+
+    `where` maps a condition written in code (e.g. "supplier_id=?") to its value, which is bound
+    to every `?` in the condition; a None, False or empty value leaves the condition out, so an
+    optional filter is just its value and a condition with no `?` is switched on by True."""
+    conditions = {c: v for c, v in where.items() if v is not None and v is not False and v != ""}
+    clause = f" WHERE {' AND '.join(conditions)}" if conditions else ""
+    params = [value for condition, value in conditions.items() for _ in range(condition.count("?"))]
+    total = conn.execute(f"SELECT count(*) FROM {source}{clause}", params).fetchone()[0]
+    rows = conn.execute(
+        f"SELECT {select} FROM {source}{clause} ORDER BY {order_by} LIMIT ? OFFSET ?",
+        [*params, limit, offset],
+    ).fetchall()
+    return rows, total

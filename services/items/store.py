@@ -10,6 +10,7 @@ from typing import Any
 
 import msgspec
 
+from sinew.common.store import page_of
 from sinew.contracts.envelope import utc_now
 from sinew.masterdata import replica
 from sinew.masterdata.replica import MasterData
@@ -178,46 +179,45 @@ def search_items(
     limit: int,
     offset: int,
 ) -> tuple[list[Any], int]:
-    where, params = ["1=1"], []
+    pattern = None
     if text:
         pattern = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-        where.append(
-            "(s.item_id LIKE ? ESCAPE '\\' OR s.description LIKE ? ESCAPE '\\'"
-            " OR s.manufacturer LIKE ? ESCAPE '\\' OR s.manufacturer_part LIKE ? ESCAPE '\\')"
-        )
-        params += [pattern] * 4
-    if category:
-        where.append("s.category = ?")
-        params.append(category)
-    if active is not None:
-        where.append("s.active = ?")
-        params.append(int(active))
-    clause = " AND ".join(where)
-    total = conn.execute(f"SELECT count(*) FROM item_search s WHERE {clause}", params).fetchone()[0]
-    rows = conn.execute(
-        f"SELECT r.body FROM item_search s JOIN md_records r ON r.kind='item'"
-        f" AND r.record_id=s.item_id WHERE {clause} ORDER BY s.item_id LIMIT ? OFFSET ?",
-        [*params, limit, offset],
-    ).fetchall()
+    mentions_text = (
+        "(s.item_id LIKE ? ESCAPE '\\' OR s.description LIKE ? ESCAPE '\\'"
+        " OR s.manufacturer LIKE ? ESCAPE '\\' OR s.manufacturer_part LIKE ? ESCAPE '\\')"
+    )
+    rows, total = page_of(
+        conn,
+        select="r.body",
+        # Every indexed item has its record: the join neither adds nor drops rows from the count.
+        source="item_search s JOIN md_records r ON r.kind='item' AND r.record_id=s.item_id",
+        where={
+            mentions_text: pattern,
+            "s.category = ?": category,
+            "s.active = ?": None if active is None else int(active),
+        },
+        order_by="s.item_id",
+        limit=limit,
+        offset=offset,
+    )
     return _decoded("item", [row[0] for row in rows]), total
 
 
 def list_records(
     conn: sqlite3.Connection, kind: str, *, item_id: str | None, limit: int, offset: int
 ) -> tuple[list[Any], int]:
+    source = "md_records r"
     if item_id:
-        source = (
-            "md_records r JOIN md_item_links l ON l.kind=r.kind AND l.record_id=r.record_id"
-            " WHERE r.kind=? AND l.item_id=?"
-        )
-        params: list[Any] = [kind, item_id]
-    else:
-        source, params = "md_records r WHERE r.kind=?", [kind]
-    total = conn.execute(f"SELECT count(*) FROM {source}", params).fetchone()[0]
-    rows = conn.execute(
-        f"SELECT r.body FROM {source} ORDER BY r.record_id LIMIT ? OFFSET ?",
-        [*params, limit, offset],
-    ).fetchall()
+        source += " JOIN md_item_links l ON l.kind=r.kind AND l.record_id=r.record_id"
+    rows, total = page_of(
+        conn,
+        select="r.body",
+        source=source,
+        where={"r.kind=?": kind, "l.item_id=?": item_id},
+        order_by="r.record_id",
+        limit=limit,
+        offset=offset,
+    )
     return _decoded(kind, [row[0] for row in rows]), total
 
 
@@ -230,19 +230,14 @@ def list_changes(
     limit: int,
     offset: int,
 ) -> tuple[list[dict], int]:
-    where, params = ["1=1"], []
-    for column, value in (("kind", kind), ("record_id", record_id), ("outcome", outcome)):
-        if value:
-            where.append(f"{column} = ?")
-            params.append(value)
-    clause = " AND ".join(where)
-    total = conn.execute(
-        f"SELECT count(*) FROM masterdata_changes WHERE {clause}", params
-    ).fetchone()[0]
-    rows = conn.execute(
-        "SELECT kind, record_id, version, outcome, source, changed_by, event_id, notes,"
-        f" recorded_at FROM masterdata_changes WHERE {clause} ORDER BY seq DESC LIMIT ? OFFSET ?",
-        [*params, limit, offset],
-    ).fetchall()
+    rows, total = page_of(
+        conn,
+        select="kind, record_id, version, outcome, source, changed_by, event_id, notes, recorded_at",
+        source="masterdata_changes",
+        where={"kind = ?": kind, "record_id = ?": record_id, "outcome = ?": outcome},
+        order_by="seq DESC",
+        limit=limit,
+        offset=offset,
+    )
     changes = [{**dict(row), "notes": json.loads(row["notes"])} for row in rows]
     return changes, total

@@ -15,6 +15,7 @@ from typing import Any
 
 import msgspec
 
+from sinew.common.store import page_of
 from sinew.contracts.common import Quantity
 from sinew.contracts.matching import (
     InvoiceSubmitted,
@@ -503,14 +504,15 @@ INVOICE_FILTERS = {
 def list_invoices(
     conn: sqlite3.Connection, filters: dict[str, str], limit: int, offset: int
 ) -> tuple[list[sqlite3.Row], int]:
-    where = " AND ".join(INVOICE_FILTERS[name] for name in filters) or "1=1"
-    params = list(filters.values())
-    total = conn.execute(f"SELECT count(*) FROM invoices WHERE {where}", params).fetchone()[0]
-    rows = conn.execute(
-        f"SELECT * FROM invoices WHERE {where} ORDER BY seq LIMIT ? OFFSET ?",
-        [*params, limit, offset],
-    ).fetchall()
-    return rows, total
+    return page_of(
+        conn,
+        select="*",
+        source="invoices",
+        where={INVOICE_FILTERS[name]: value for name, value in filters.items()},
+        order_by="seq",
+        limit=limit,
+        offset=offset,
+    )
 
 
 def submissions(conn: sqlite3.Connection, invoice_id: str) -> list[dict]:
@@ -844,21 +846,18 @@ EXCEPTION_FILTERS = {
 def list_exceptions(
     conn: sqlite3.Connection, filters: dict[str, str], status: str | None, limit: int, offset: int
 ) -> tuple[list[sqlite3.Row], int]:
-    clauses = [EXCEPTION_FILTERS[name] for name in filters]
-    params: list[Any] = list(filters.values())
-    if status:
-        clauses.append("status=?")
-        params.append(status)
-    where = " AND ".join(clauses) or "1=1"
-    total = conn.execute(f"SELECT count(*) FROM match_exceptions WHERE {where}", params).fetchone()[
-        0
-    ]
-    rows = conn.execute(
-        f"SELECT * FROM match_exceptions WHERE {where} ORDER BY raised_at, exception_id"
-        " LIMIT ? OFFSET ?",
-        [*params, limit, offset],
-    ).fetchall()
-    return rows, total
+    return page_of(
+        conn,
+        select="*",
+        source="match_exceptions",
+        where={
+            **{EXCEPTION_FILTERS[name]: value for name, value in filters.items()},
+            "status=?": status,
+        },
+        order_by="raised_at, exception_id",
+        limit=limit,
+        offset=offset,
+    )
 
 
 def open_exception_rows(conn: sqlite3.Connection) -> list[sqlite3.Row]:

@@ -14,6 +14,7 @@ from typing import Any
 
 import msgspec
 
+from sinew.common.store import page_of
 from sinew.contracts.procurement import BillOnlyUsage, PurchaseOrder, RequisitionCreated
 
 SCHEMA = """
@@ -558,12 +559,6 @@ def add_audit(
 # -- reads for the HTTP API ----------------------------------------------------------------------
 
 
-def _filters(**equal: Any) -> tuple[str, list[Any]]:
-    clauses = [f"{column}=?" for column, value in equal.items() if value is not None]
-    params = [value for value in equal.values() if value is not None]
-    return ("WHERE " + " AND ".join(clauses)) if clauses else "", params
-
-
 def _audit(conn: sqlite3.Connection, entity: str, entity_id: str) -> list[dict]:
     rows = conn.execute(
         "SELECT action, actor, reason, policy_version, at FROM audit"
@@ -590,14 +585,16 @@ def requisition_view(conn: sqlite3.Connection, row: sqlite3.Row) -> dict:
 def list_requisitions(
     conn: sqlite3.Connection, limit: int, offset: int, **filters: Any
 ) -> tuple[list[dict], int]:
-    where, params = _filters(**filters)
-    total = conn.execute(f"SELECT count(*) FROM requisitions {where}", params).fetchone()[0]
-    # Urgent requests first, so an approver sees them at the top of the queue.
-    rows = conn.execute(
-        f"SELECT * FROM requisitions {where} ORDER BY urgent DESC, created_at, requisition_id"
-        " LIMIT ? OFFSET ?",
-        [*params, limit, offset],
-    ).fetchall()
+    rows, total = page_of(
+        conn,
+        select="*",
+        source="requisitions",
+        where={f"{column}=?": value for column, value in filters.items()},
+        # Urgent requests first, so an approver sees them at the top of the queue.
+        order_by="urgent DESC, created_at, requisition_id",
+        limit=limit,
+        offset=offset,
+    )
     return [requisition_view(conn, row) for row in rows], total
 
 
@@ -678,15 +675,18 @@ def po_summary(conn: sqlite3.Connection, row: sqlite3.Row) -> dict:
 def list_purchase_orders(
     conn: sqlite3.Connection, limit: int, offset: int, *, open_only: bool = False, **filters: Any
 ) -> tuple[list[dict], int]:
-    where, params = _filters(**filters)
-    if open_only:
-        where = (where + " AND" if where else "WHERE") + " state NOT IN ('closed', 'cancelled')"
-    total = conn.execute(f"SELECT count(*) FROM purchase_orders {where}", params).fetchone()[0]
-    rows = conn.execute(
-        f"SELECT * FROM purchase_orders {where} ORDER BY created_at DESC, po_number DESC"
-        " LIMIT ? OFFSET ?",
-        [*params, limit, offset],
-    ).fetchall()
+    rows, total = page_of(
+        conn,
+        select="*",
+        source="purchase_orders",
+        where={
+            **{f"{column}=?": value for column, value in filters.items()},
+            "state NOT IN ('closed', 'cancelled')": open_only,
+        },
+        order_by="created_at DESC, po_number DESC",
+        limit=limit,
+        offset=offset,
+    )
     return [po_summary(conn, row) for row in rows], total
 
 

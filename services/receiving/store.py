@@ -12,6 +12,7 @@ from typing import Any
 
 import msgspec
 
+from sinew.common.store import page_of
 from sinew.contracts.common import Quantity
 from sinew.contracts.procurement import PurchaseOrder, PurchaseOrderAcknowledged
 from sinew.contracts.receiving import AdvanceShipNotice
@@ -636,23 +637,19 @@ def list_receipts(
     limit: int,
     offset: int,
 ) -> tuple[list[dict], int]:
-    where, params = ["1=1"], []
-    if po_number:
-        where.append("po_number=?")
-        params.append(po_number)
-    if location_id:
-        where.append("location_id=?")
-        params.append(location_id)
-    if item_id:
-        where.append("receipt_id IN (SELECT receipt_id FROM receipt_lines WHERE item_id=?)")
-        params.append(item_id)
-    clause = " AND ".join(where)
-    total = conn.execute(f"SELECT count(*) FROM receipts WHERE {clause}", params).fetchone()[0]
-    ids = conn.execute(
-        f"SELECT receipt_id FROM receipts WHERE {clause} ORDER BY received_at, rowid"
-        " LIMIT ? OFFSET ?",
-        [*params, limit, offset],
-    ).fetchall()
+    ids, total = page_of(
+        conn,
+        select="receipt_id",
+        source="receipts",
+        where={
+            "po_number=?": po_number,
+            "location_id=?": location_id,
+            "receipt_id IN (SELECT receipt_id FROM receipt_lines WHERE item_id=?)": item_id,
+        },
+        order_by="received_at, rowid",
+        limit=limit,
+        offset=offset,
+    )
     return [receipt_view(conn, r[0]) for r in ids], total
 
 
@@ -696,19 +693,15 @@ def list_exceptions(
     limit: int,
     offset: int,
 ) -> tuple[list[dict], int]:
-    where, params = ["1=1"], []
-    for column, value in (("type", type_), ("status", status), ("po_number", po_number)):
-        if value:
-            where.append(f"{column}=?")
-            params.append(value)
-    clause = " AND ".join(where)
-    total = conn.execute(
-        f"SELECT count(*) FROM receipt_exceptions WHERE {clause}", params
-    ).fetchone()[0]
-    rows = conn.execute(
-        f"SELECT * FROM receipt_exceptions WHERE {clause} ORDER BY rowid LIMIT ? OFFSET ?",
-        [*params, limit, offset],
-    ).fetchall()
+    rows, total = page_of(
+        conn,
+        select="*",
+        source="receipt_exceptions",
+        where={"type=?": type_, "status=?": status, "po_number=?": po_number},
+        order_by="rowid",
+        limit=limit,
+        offset=offset,
+    )
     return [exception_view(r) for r in rows], total
 
 
@@ -730,19 +723,18 @@ def list_asns(
     limit: int,
     offset: int,
 ) -> tuple[list[dict], int]:
-    where, params = ["1=1"], []
-    if supplier_id:
-        where.append("supplier_id=?")
-        params.append(supplier_id)
-    if po_number:
-        where.append("asn_number IN (SELECT asn_number FROM asn_lines WHERE po_number=?)")
-        params.append(po_number)
-    clause = " AND ".join(where)
-    total = conn.execute(f"SELECT count(*) FROM asns WHERE {clause}", params).fetchone()[0]
-    rows = conn.execute(
-        f"SELECT * FROM asns WHERE {clause} ORDER BY shipped_at, rowid LIMIT ? OFFSET ?",
-        [*params, limit, offset],
-    ).fetchall()
+    rows, total = page_of(
+        conn,
+        select="*",
+        source="asns",
+        where={
+            "supplier_id=?": supplier_id,
+            "asn_number IN (SELECT asn_number FROM asn_lines WHERE po_number=?)": po_number,
+        },
+        order_by="shipped_at, rowid",
+        limit=limit,
+        offset=offset,
+    )
     return [asn_view(conn, r) for r in rows], total
 
 

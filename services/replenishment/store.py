@@ -12,6 +12,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+from sinew.common.store import page_of
 from sinew.contracts.common import Quantity
 from sinew.masterdata import replica
 
@@ -443,12 +444,15 @@ def list_positions(
     limit: int,
     offset: int,
 ) -> tuple[list[dict], int]:
-    where, params = _where({"location_id": location_id, "item_id": item_id, "lot": lot})
-    total = conn.execute(f"SELECT count(*) FROM stock_positions{where}", params).fetchone()[0]
-    rows = conn.execute(
-        f"SELECT * FROM stock_positions{where} ORDER BY location_id, item_id, lot LIMIT ? OFFSET ?",
-        [*params, limit, offset],
-    ).fetchall()
+    rows, total = page_of(
+        conn,
+        select="*",
+        source="stock_positions",
+        where={"location_id=?": location_id, "item_id=?": item_id, "lot=?": lot},
+        order_by="location_id, item_id, lot",
+        limit=limit,
+        offset=offset,
+    )
     return [_position(row) for row in rows], total
 
 
@@ -542,15 +546,18 @@ def location_positions(
 def below_reorder_point(
     conn: sqlite3.Connection, *, location_id: str | None, limit: int, offset: int
 ) -> tuple[list[dict], int]:
-    where, params = _where({"l.needs_replenishment": 1, "l.location_id": location_id})
-    total = conn.execute(f"SELECT count(*) FROM stock_levels l{where}", params).fetchone()[0]
-    rows = conn.execute(
-        "SELECT l.*, s.signal_id, s.quantity AS signal_quantity FROM stock_levels l"
-        " LEFT JOIN replenishment_signals s ON s.location_id = l.location_id"
-        f" AND s.item_id = l.item_id AND s.status = 'open'{where}"
-        " ORDER BY l.location_id, l.item_id LIMIT ? OFFSET ?",
-        [*params, limit, offset],
-    ).fetchall()
+    rows, total = page_of(
+        conn,
+        select="l.*, s.signal_id, s.quantity AS signal_quantity",
+        # At most one open signal per location and item (one_open_signal), so the join keeps
+        # the count of stock levels.
+        source="stock_levels l LEFT JOIN replenishment_signals s"
+        " ON s.location_id = l.location_id AND s.item_id = l.item_id AND s.status = 'open'",
+        where={"l.needs_replenishment=?": 1, "l.location_id=?": location_id},
+        order_by="l.location_id, l.item_id",
+        limit=limit,
+        offset=offset,
+    )
     answer = []
     for row in rows:
         uom = row["uom"]
@@ -577,13 +584,15 @@ def list_signals(
     limit: int,
     offset: int,
 ) -> tuple[list[dict], int]:
-    where, params = _where({"status": status, "location_id": location_id, "item_id": item_id})
-    total = conn.execute(f"SELECT count(*) FROM replenishment_signals{where}", params).fetchone()[0]
-    rows = conn.execute(
-        f"SELECT * FROM replenishment_signals{where} ORDER BY raised_at, signal_id"
-        " LIMIT ? OFFSET ?",
-        [*params, limit, offset],
-    ).fetchall()
+    rows, total = page_of(
+        conn,
+        select="*",
+        source="replenishment_signals",
+        where={"status=?": status, "location_id=?": location_id, "item_id=?": item_id},
+        order_by="raised_at, signal_id",
+        limit=limit,
+        offset=offset,
+    )
     return [_signal(row) for row in rows], total
 
 
@@ -622,27 +631,31 @@ def history(
     limit: int,
     offset: int,
 ) -> tuple[list[dict], int]:
-    where, params = _where({"location_id": location_id, "item_id": item_id, "lot": lot})
-    total = conn.execute(f"SELECT count(*) FROM stock_movements{where}", params).fetchone()[0]
-    rows = conn.execute(
-        f"SELECT * FROM stock_movements{where} ORDER BY seq LIMIT ? OFFSET ?",
-        [*params, limit, offset],
-    ).fetchall()
+    rows, total = page_of(
+        conn,
+        select="*",
+        source="stock_movements",
+        where={"location_id=?": location_id, "item_id=?": item_id, "lot=?": lot},
+        order_by="seq",
+        limit=limit,
+        offset=offset,
+    )
     return [_movement(row) for row in rows], total
 
 
 def discrepancies(
     conn: sqlite3.Connection, *, location_id: str | None, limit: int, offset: int
 ) -> tuple[list[dict], int]:
-    where, params = _where({"p.discrepancy": 1, "p.location_id": location_id})
-    total = conn.execute(f"SELECT count(*) FROM stock_positions p{where}", params).fetchone()[0]
-    rows = conn.execute(
-        "SELECT p.*, m.kind AS since_kind, m.reference AS since_reference,"
-        " m.source_event_id AS since_event_id, m.recorded_at AS since_at"
-        " FROM stock_positions p LEFT JOIN stock_movements m ON m.seq = p.discrepancy_since"
-        f"{where} ORDER BY p.location_id, p.item_id, p.lot LIMIT ? OFFSET ?",
-        [*params, limit, offset],
-    ).fetchall()
+    rows, total = page_of(
+        conn,
+        select="p.*, m.kind AS since_kind, m.reference AS since_reference,"
+        " m.source_event_id AS since_event_id, m.recorded_at AS since_at",
+        source="stock_positions p LEFT JOIN stock_movements m ON m.seq = p.discrepancy_since",
+        where={"p.discrepancy=?": 1, "p.location_id=?": location_id},
+        order_by="p.location_id, p.item_id, p.lot",
+        limit=limit,
+        offset=offset,
+    )
     answer = []
     for row in rows:
         found = _position(row)

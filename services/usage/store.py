@@ -11,6 +11,7 @@ import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
+from sinew.common.store import page_of
 from sinew.masterdata import replica
 from sinew.masterdata.barcodes import gtin14
 
@@ -139,13 +140,18 @@ def uses_of(
 def list_usages(
     conn: sqlite3.Connection, filters: dict[str, str], limit: int, offset: int
 ) -> tuple[list[dict], int]:
-    where, params = _filters(filters, ("status", "case_id", "location_id", "item_id", "lot"))
-    total = conn.execute(f"SELECT count(*) FROM usages {where}", params).fetchone()[0]
-    rows = conn.execute(
-        f"SELECT {USE_COLUMNS} FROM usages {where} ORDER BY used_at DESC, usage_id"
-        " LIMIT ? OFFSET ?",
-        [*params, limit, offset],
-    ).fetchall()
+    rows, total = page_of(
+        conn,
+        select=USE_COLUMNS,
+        source="usages",
+        where={
+            f"{column} = ?": filters.get(column)
+            for column in ("status", "case_id", "location_id", "item_id", "lot")
+        },
+        order_by="used_at DESC, usage_id",
+        limit=limit,
+        offset=offset,
+    )
     return [dict(r) for r in rows], total
 
 
@@ -167,17 +173,16 @@ def get_usage(conn: sqlite3.Connection, usage_id: str) -> dict | None:
 def list_exceptions(
     conn: sqlite3.Connection, filters: dict[str, str], limit: int, offset: int
 ) -> tuple[list[dict], int]:
-    where, params = _filters(filters, ("status", "type", "case_id", "location_id"))
-    total = conn.execute(f"SELECT count(*) FROM usage_exceptions {where}", params).fetchone()[0]
-    rows = conn.execute(
-        f"SELECT * FROM usage_exceptions {where} ORDER BY raised_at, exception_id LIMIT ? OFFSET ?",
-        [*params, limit, offset],
-    ).fetchall()
+    rows, total = page_of(
+        conn,
+        select="*",
+        source="usage_exceptions",
+        where={
+            f"{column} = ?": filters.get(column)
+            for column in ("status", "type", "case_id", "location_id")
+        },
+        order_by="raised_at, exception_id",
+        limit=limit,
+        offset=offset,
+    )
     return [{**dict(r), "held": bool(r["held"])} for r in rows], total
-
-
-def _filters(filters: dict[str, str], allowed: tuple[str, ...]) -> tuple[str, list]:
-    clauses = [(f"{name} = ?", filters[name]) for name in allowed if filters.get(name)]
-    if not clauses:
-        return "", []
-    return "WHERE " + " AND ".join(c for c, _ in clauses), [v for _, v in clauses]
