@@ -23,7 +23,7 @@ from helpers import (
     settings_for,
     subject_messages,
 )
-from procurement_world import procurement_world, qty
+from procurement_world import NURSE, procurement_world, qty
 
 from sinew.common.actor import Wiring
 from sinew.common.rebuild import rebuild
@@ -150,6 +150,11 @@ async def test_rebuilt_from_history_the_people_s_changes_over_http_are_there(nat
         )
         assert status == 200
         rejected = await world.requisition((scenario.STENT, 10, "EA"))
+        # Refused (a nurse may not approve 12,000.00): nothing changed, nothing recorded.
+        status, _ = await world.post(
+            f"/v1/requisitions/{rejected['requisition_id']}/approve", {"reason": "ok"}, token=NURSE
+        )
+        assert status == 403
         status, _ = await world.post(
             f"/v1/requisitions/{rejected['requisition_id']}/reject", {"reason": "not budgeted"}
         )
@@ -167,6 +172,8 @@ async def test_rebuilt_from_history_the_people_s_changes_over_http_are_there(nat
 
         await eventually(all_six_back, what="six command records back")
         assert (await world.runtime.status())["duplicates_suppressed"] == 0
+        records = CATALOGUE.channel("procurement.command.recorded.v1").subject(world.site)
+        assert len(await subject_messages(world.js, "PROCUREMENT", records)) == 6
         live = [query(world.db, sql) for sql in PROCUREMENT_STATE]
         assert [row[1] for row in live[0]] == ["approved", "rejected", "approved"]
         site = world.site
