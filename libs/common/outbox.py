@@ -144,7 +144,10 @@ class OutboxRelay:
         if self._inflight:
             self._cursor = self._inflight[0][0] - 1
         for _, future in self._inflight:
-            future.cancel()
+            if not future.done():
+                future.cancel()
+            elif not future.cancelled():
+                future.exception()  # a failure already seen: its row is sent again
         self._inflight.clear()
         self._room.set()
         self._wake.set()
@@ -163,7 +166,12 @@ class OutboxRelay:
                     )
                     for row in rows
                 ]
-                acks = [(row["seq"], (await f).seq) for row, f in zip(rows, futures, strict=True)]
+                # Every future awaited, so a failure of one leaves none unread.
+                results = await asyncio.gather(*futures, return_exceptions=True)
+                failed = next((r for r in results if isinstance(r, BaseException)), None)
+                if failed is not None:
+                    raise failed
+                acks = [(row["seq"], r.seq) for row, r in zip(rows, results, strict=True)]
                 self._set_backlog(await self.store.transact(_mark_published, acks))
 
     def stop(self) -> None:
