@@ -188,13 +188,15 @@ class Wiring:
                     (delivery.stream, delivery.stream_seq),
                 )
             outcomes.append(outcome)
-        duplicates = sum(outcome.kind == "duplicate" for outcome in outcomes)
-        if duplicates:
-            conn.execute(
-                "INSERT INTO sinew_counters VALUES ('duplicates_suppressed', ?)"
-                " ON CONFLICT(name) DO UPDATE SET value = value + excluded.value",
-                (duplicates,),
-            )
+        counted = {
+            "messages_handled": sum(o.kind in ("applied", "dead_letter") for o in outcomes),
+            "duplicates_suppressed": sum(o.kind == "duplicate" for o in outcomes),
+        }
+        conn.executemany(
+            "INSERT INTO sinew_counters VALUES (?, ?)"
+            " ON CONFLICT(name) DO UPDATE SET value = value + excluded.value",
+            [(name, n) for name, n in counted.items() if n],
+        )
         return outcomes
 
     def note_attempt(self, conn: sqlite3.Connection, delivery: Delivery) -> Outcome | None:

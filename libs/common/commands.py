@@ -7,11 +7,11 @@ it comes back through its mailbox; a rebuild from history, starting from an empt
 command again at its place among the other messages, with the same time and the same derived
 event ids. Stream history is then the whole truth, HTTP included.
 
-A command is a function fn(ctx, *arguments) registered by name in the service's definition, its
-configuration (a policy file, say) a keyword-only parameter bound with functools.partial. Its arguments are anything
-msgspec encodes (Structs, dataclasses, strings, numbers) and are decoded back by the function's
-own annotations. It reads time from ctx.envelope.time, never the clock, so a replay decides the
-same.
+A command is a function fn(ctx, *arguments) registered by name in the service's definition; its
+configuration (a policy file, say) is a keyword-only parameter bound with functools.partial. Its
+arguments are anything msgspec encodes (Structs, dataclasses, strings, numbers) and are decoded
+back by the function's own annotations. It reads time from ctx.envelope.time, never the clock,
+so a replay decides the same.
 """
 
 from __future__ import annotations
@@ -68,8 +68,8 @@ def keep_record(ctx: Context, recorded: CommandRecorded) -> None:
 
 
 def replay_handler(commands: dict[str, Command]) -> Callable[[CommandRecorded, Context], None]:
-    """The handler of a service's own CommandRecorded events: a no-op live (the inbox already
-    holds them), the command itself in a rebuild."""
+    """The handler of a service's own CommandRecorded events. Live it never runs (the inbox
+    already holds each record); in a rebuild it runs the command again."""
 
     def replay(recorded: CommandRecorded, ctx: Context) -> None:
         fn = commands.get(recorded.command)

@@ -54,13 +54,6 @@ def prune_inbox(conn: sqlite3.Connection, before: str, after: str) -> tuple[int,
     ).fetchall()
     old = [(key,) for key, handled in rows if handled < before]
     conn.executemany("DELETE FROM sinew_inbox WHERE key=?", old)
-    if old:
-        # messages_handled stays a count of every message, pruned or not.
-        conn.execute(
-            "INSERT INTO sinew_counters VALUES ('inbox_pruned', ?)"
-            " ON CONFLICT(name) DO UPDATE SET value = value + excluded.value",
-            (len(old),),
-        )
     return len(old), None if len(rows) < CHUNK else rows[-1][0]
 
 

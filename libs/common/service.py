@@ -205,8 +205,7 @@ class Runtime:
                 "outbox_backlog": conn.execute(
                     "SELECT count(*) FROM sinew_outbox WHERE published_at IS NULL"
                 ).fetchone()[0],
-                "messages_handled": conn.execute("SELECT count(*) FROM sinew_inbox").fetchone()[0]
-                + counters.get("inbox_pruned", 0),
+                "messages_handled": counters.get("messages_handled", 0),
                 "duplicates_suppressed": counters.get("duplicates_suppressed", 0),
             }
 

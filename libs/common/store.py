@@ -74,6 +74,12 @@ RUNTIME_SCHEMA = [
         value INTEGER NOT NULL
     ) WITHOUT ROWID;
     """,
+    # Messages handled, counted as they are (counting the inbox would scan all of it, and the
+    # inbox forgets keys past their retention).
+    """
+    INSERT OR IGNORE INTO sinew_counters SELECT 'messages_handled', count(*) FROM sinew_inbox;
+    DELETE FROM sinew_counters WHERE name='inbox_pruned';
+    """,
 ]
 
 
