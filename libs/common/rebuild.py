@@ -99,12 +99,15 @@ async def rebuild(
     target: Path,
     migrations: list[str],
     progress: Callable[[int, int], None] | None = None,
+    stream_name: Callable[[str], str] = lambda stream: stream,
 ) -> RebuildReport:
-    """Fold the service's stream history into the empty database at `target`."""
+    """Fold the service's stream history into the empty database at `target`. `stream_name`
+    says where each of its streams is held, when not under its own name (the hub holds north's
+    MATCHING as NORTH_MATCHING, with the same subjects)."""
     if await asyncio.to_thread(target.exists):
         raise FileExistsError(f"{target} exists; rebuild writes only into an empty database")
     readers = [
-        _StreamReader(js, stream, subjects, wiring)
+        _StreamReader(js, stream_name(stream), subjects, wiring)
         for stream, subjects in mailbox_filters(
             wiring.catalogue, wiring.service, wiring.site
         ).items()

@@ -11,13 +11,18 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from helpers import eventually, publish
+
+# The observability tests' canonical events, each built from its contract.
+sys.path.insert(0, str(Path(__file__).parents[1] / "services" / "observability"))
+import obs_feed
 from hub_network import Network
 from nats.js.api import ExternalStream, StreamConfig, StreamSource
 
-from sinew.cli.hub import init_hub, join_site, provision_hub
+from sinew.cli.hub import init_hub, join_site, network_report, provision_hub, report_lines
 from sinew.cli.site import init_site
 from sinew.common.provision import provision
 from sinew.common.testing.nats_server import nats_server_binary
@@ -355,3 +360,33 @@ def test_init_with_the_leaf_block_writes_what_init_then_join_writes(tmp_path):
     assert at_once.nats_config.read_text() == expected
     with pytest.raises(SystemExit, match="one site"):
         init_site(tmp_path / "two", ["north", "south"], leaf=leaf)
+
+
+async def test_the_hub_reports_each_sites_business_figures_from_its_own_streams(
+    network, at_site, hub, tmp_path
+):
+    # A price variance at north only: north's figures show it, south's do not.
+    await obs_feed.Feed(at_site["north"], "north").emit(
+        "matching.exception.raised.v1",
+        obs_feed.match_exception(
+            "north", "MX-HUB-1", "PRICE_VARIANCE", "supply_chain", "INV-HUB-1", "120.00",
+            obs_feed.at(0),
+        ),
+        correlation="HUB-1",
+    )  # fmt: skip
+    await eventually(
+        lambda: caught_up(at_site["north"], hub, "north", "MATCHING"), what="the hub has it"
+    )
+    report = await network_report(hub, SITES, tmp_path)
+    assert report["north"]["contract_leakage"]["amount"] == "120.00"
+    assert report["north"]["open_exceptions"]["by_type"]["PRICE_VARIANCE"]["count"] == 1
+    assert report["south"]["contract_leakage"]["amount"] == "0.00"
+    printed = "\n".join(report_lines(report))
+    assert "contract leakage" in printed and "120.00" in printed
+    # The operator's command, as the hub's read-only operator user.
+    command = [sys.executable, "-m", "sinew.cli.main", "hub", "report", "--json"]
+    command += ["--nats-url", ",".join(n.url for n in network.hub)]
+    command += ["--data", str(network.hub_data), "--sites", ",".join(SITES)]
+    done = await asyncio.to_thread(subprocess.run, command, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["north"]["contract_leakage"]["amount"] == "120.00"
