@@ -23,6 +23,8 @@ class Settings:
     tokens_file: Path | None = None
     # The usage service's key for patient tokens (HMAC of site and MRN); other services ignore it.
     patient_token_key_file: Path | None = None
+    # Set once, on purpose, to start usage with a new key (see docs/services/usage.md).
+    patient_token_key_rotated: bool = False
     nats_monitor_url: str | None = None
     # Refuse to start against a server that acknowledges writes before they reach disk.
     require_sync_always: bool = True
@@ -47,6 +49,7 @@ class Settings:
                 if env.get("SINEW_PATIENT_TOKEN_KEY_FILE")
                 else None
             ),
+            patient_token_key_rotated=env.get("SINEW_PATIENT_TOKEN_KEY_ROTATED") == "1",
             nats_monitor_url=env.get("SINEW_NATS_MONITOR_URL"),
             require_sync_always=env.get("SINEW_REQUIRE_SYNC_ALWAYS", "1") != "0",
             log_level=env.get("SINEW_LOG_LEVEL", "INFO"),

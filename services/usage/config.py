@@ -3,7 +3,11 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import sqlite3
 from dataclasses import dataclass
+from pathlib import Path
 
 from sinew.common.config import Settings
 
@@ -14,6 +18,28 @@ SHORTEST_KEY = 32
 @dataclass(frozen=True)
 class UsageConfig:
     patient_token_key: bytes
+
+    @property
+    def key_fingerprint(self) -> str:
+        """Names the key without revealing it (an HMAC of a constant under the key)."""
+        return hmac.new(
+            self.patient_token_key, b"sinew patient-token key", hashlib.sha256
+        ).hexdigest()[:16]
+
+
+def keys_used(database: Path) -> list[tuple[str, str]]:
+    """(fingerprint, first used at) of every key the database's tokens were made with."""
+    if not database.exists():
+        return []
+    conn = sqlite3.connect(f"file:{database}?mode=ro", uri=True)
+    try:
+        return conn.execute(
+            "SELECT fingerprint, first_used_at FROM patient_token_keys ORDER BY first_used_at"
+        ).fetchall()
+    except sqlite3.OperationalError:  # a database from before the table existed
+        return []
+    finally:
+        conn.close()
 
 
 def configure(settings: Settings) -> UsageConfig:
@@ -37,4 +63,16 @@ def configure(settings: Settings) -> UsageConfig:
             f"the patient-token key in {path} has {len(key)} bytes, fewer than {SHORTEST_KEY}; "
             "refusing to start"
         )
-    return UsageConfig(key)
+    config = UsageConfig(key)
+    used = keys_used(settings.database_path)
+    if used and config.key_fingerprint not in {f for f, _ in used}:
+        if not settings.patient_token_key_rotated:
+            fingerprint, since = used[-1]
+            raise SystemExit(
+                f"the patient-token key in {path} (fingerprint {config.key_fingerprint}) is not "
+                f"the one this site's tokens were made with (fingerprint {fingerprint}, in use "
+                f"since {since}): with it, every returning patient would get a second token. "
+                "Restore that key file; or, to rotate the key on purpose, start once with "
+                "SINEW_PATIENT_TOKEN_KEY_ROTATED=1; refusing to start"
+            )
+    return config

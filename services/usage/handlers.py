@@ -83,6 +83,10 @@ def patient_token(ctx: Context, mrn: str) -> str:
         return row[0]
     token = patient_token_for(ctx.config.patient_token_key, ctx.site, mrn)
     ctx.db.execute("INSERT INTO patients VALUES (?, ?, ?)", (mrn, token, _now(ctx).isoformat()))
+    ctx.db.execute(
+        "INSERT OR IGNORE INTO patient_token_keys VALUES (?, ?)",
+        (ctx.config.key_fingerprint, _now(ctx).isoformat()),
+    )
     return token
 
 

@@ -95,6 +95,14 @@ MIGRATIONS = [
     );
     CREATE INDEX hl7_acks_pending ON hl7_acks(created_at) WHERE state = 'pending'
     """,
+    # Which keys made the tokens in `patients` (a fingerprint, never the key): a start with
+    # another key by mistake would give every returning patient a second token.
+    """
+    CREATE TABLE patient_token_keys (
+        fingerprint TEXT PRIMARY KEY,
+        first_used_at TEXT NOT NULL
+    ) WITHOUT ROWID
+    """,
 ]
 
 USE_COLUMNS = (

@@ -5,6 +5,7 @@ sites give one MRN unrelated tokens, and usage refuses to start without its site
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import sys
 
@@ -14,6 +15,7 @@ from helpers import new_site, query
 from usage_documents import MRN, Dft, Ft1, json_usage
 from usage_world import RECORDED, usage_world
 
+from sinew.services.usage.config import configure
 from sinew.services.usage.domain import patient_token_for
 
 OTHER_MRN = "MRN-SYNTH-0002"
@@ -127,3 +129,24 @@ async def test_usage_refuses_to_start_without_its_key(tmp_path, key, says):
     assert code != 0
     assert says in err and "refusing to start" in err
     assert not (tmp_path / "north" / "usage.sqlite").exists()
+
+
+@pytest.mark.asyncio
+async def test_another_key_by_mistake_is_refused_and_a_rotation_must_be_meant(usage, tmp_path):
+    await usage.master_data()
+    await usage.send_json(json_usage(usage.site, "U-1", item_id=scenario.GUIDEWIRE))
+    await usage.wait_events(RECORDED, 1)
+    other = tmp_path / "other.key"
+    other.write_text("f" * 64)
+    mistaken = dataclasses.replace(usage.settings, patient_token_key_file=other)
+    with pytest.raises(SystemExit, match="every returning patient would get a second token"):
+        configure(mistaken)
+    # `sinew rebuild` checks the same way: a rebuild under another key is refused too.
+    code, _, err = await sinew(
+        "rebuild", "usage", "--site", usage.site, "--data", str(usage.settings.data_dir),
+        "--nats-url", usage.settings.nats_url,
+        env=without_key(SINEW_PATIENT_TOKEN_KEY_FILE=str(other)),
+    )  # fmt: skip
+    assert code != 0 and "refusing to start" in err
+    rotated = configure(dataclasses.replace(mistaken, patient_token_key_rotated=True))
+    assert rotated.key_fingerprint != configure(usage.settings).key_fingerprint
