@@ -199,6 +199,14 @@ def routes(runtime) -> list[web.RouteDef]:
         reason = str(body.get("reason", "")).strip() if isinstance(body, dict) else ""
         if not reason:
             raise ApiError(422, "reason_required", "say why the exception is dismissed")
+        # The reason travels in events every service reads (and to the hub): never a patient's.
+        if await runtime.store.run(store.names_a_patient, reason):
+            raise ApiError(
+                422,
+                "patient_identifier",
+                "the reason holds a patient's MRN; patient identifiers never leave the usage "
+                "service: name the case or the exception instead",
+            )
         result = await runtime.command(
             "dismiss",
             request.match_info["exception_id"],

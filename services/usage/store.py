@@ -145,6 +145,16 @@ def uses_of(
     return [dict(row) for row in rows]
 
 
+def names_a_patient(conn: sqlite3.Connection, text: str) -> bool:
+    """Whether a person's free text holds an MRN this site knows, as a word of its own."""
+    words = {word.strip(".,;:!?()[]{}\"'") for word in text.split()} - {""}
+    if not words:
+        return False
+    marks = ",".join("?" * len(words))
+    found = conn.execute(f"SELECT 1 FROM patients WHERE mrn IN ({marks}) LIMIT 1", list(words))
+    return found.fetchone() is not None
+
+
 def list_usages(
     conn: sqlite3.Connection, filters: dict[str, str], limit: int, offset: int
 ) -> tuple[list[dict], int]:

@@ -4,12 +4,13 @@ serials used twice held, voids reversing exactly once, documentation problems ra
 
 from __future__ import annotations
 
+import json
 from datetime import date
 
 import pytest
 import scenario_data as scenario
 from helpers import count, eventually, query
-from usage_documents import FUTURE, USED_AT, json_usage, json_void
+from usage_documents import FUTURE, MRN, USED_AT, json_usage, json_void
 from usage_world import BILL_ONLY, CLEARED, RAISED, RECORDED, VOIDED
 
 pytestmark = pytest.mark.asyncio
@@ -181,6 +182,11 @@ async def test_a_supply_chain_analyst_dismisses_a_held_usage(usage):
     assert status == 401
     status, _ = await usage.post(path, {})
     assert status == 422
+    # An MRN typed into the reason would leave the service in the cleared event: refused,
+    # without echoing it.
+    status, refused = await usage.post(path, {"reason": f"wrong patient ({MRN}), re-entered"})
+    assert status == 422 and refused["error"]["code"] == "patient_identifier"
+    assert MRN not in json.dumps(refused)
     status, body = await usage.post(path, {"reason": "entered in error at the bedside"})
     assert status == 200 and body["changed"]
     (cleared,) = await usage.wait_events(CLEARED, 1)
