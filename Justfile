@@ -55,10 +55,10 @@ dlq *args:
 backlog *args:
     sinew backlog "$@"
 
-# Services answering $SRV.INFO
+# Services answering $SRV.INFO, with their status (handled, duplicates, outbox, dead letters)
 services *args:
     sinew services "$@"
 
-# Multi-site hub: `just hub init|join|provision|status ...` (docs/deployment.md, multi-site)
+# Multi-site hub: `just hub init|join|provision|status|report ...` (docs/deployment.md, multi-site)
 hub *args:
     sinew hub "$@"
