@@ -45,7 +45,7 @@ Deploying:
   sinew provision                  create streams and consumers (once per deploy)
   sinew run SERVICE                run one service (settings from SINEW_* variables)
   sinew contracts [--check]        regenerate (or check) JSON Schemas, AsyncAPI, permissions
-  sinew hub init|join|provision|status
+  sinew hub init|join|provision|status|report
                                    multi-site: sites as leaf nodes, a hub sourcing their streams
 
 Connection: --nats-url (or SINEW_NATS_URL), as the site's operator user whose password
