@@ -65,8 +65,12 @@ class Delivery:
 
     @property
     def inbox_key(self) -> str:
-        family = self.channel.family if self.channel else self.subject
-        return f"{family}:{self.envelope.id}"
+        return inbox_key(self.channel.family if self.channel else self.subject, self.envelope.id)
+
+
+def inbox_key(family: str, event_id: str) -> str:
+    """What the inbox knows a message by: any major version of it, by its event id."""
+    return f"{family}:{event_id}"
 
 
 @dataclass
@@ -293,18 +297,24 @@ class Wiring:
             contract=contract,
             site=self.site,
         ) as traceparent:
-            context = Context(
-                conn,
-                envelope,
-                self.site,
-                self.service,
-                traceparent,
-                self.publications,
-                id_seed,
-                config=self.config,
-            )
+            context = self.context(conn, envelope, traceparent, id_seed)
             handler(message, context)
         return context
+
+    def context(
+        self, conn: sqlite3.Connection, envelope: Envelope, traceparent: str, id_seed: str
+    ) -> Context:
+        """What a handler, a command or the runtime itself writes through, in this service."""
+        return Context(
+            conn,
+            envelope,
+            self.site,
+            self.service,
+            traceparent,
+            self.publications,
+            id_seed,
+            config=self.config,
+        )
 
     def exhaust(self, conn: sqlite3.Connection, delivery: Delivery, reason: str) -> Outcome:
         """JetStream gave up on a message this service never acknowledged: dead-letter it,
@@ -318,16 +328,13 @@ class Wiring:
         return self._dead_letter(conn, delivery, "exhausted", reason)
 
     def _record_inbox(self, conn: sqlite3.Connection, delivery: Delivery, outcome: str) -> None:
-        conn.execute(
-            "INSERT OR REPLACE INTO sinew_inbox VALUES (?, ?, ?, ?, ?, ?)",
-            (
-                delivery.inbox_key,
-                delivery.stream,
-                delivery.stream_seq,
-                delivery.subject,
-                outcome,
-                utc_now().isoformat(),
-            ),
+        record_inbox(
+            conn,
+            delivery.inbox_key,
+            delivery.stream,
+            delivery.stream_seq,
+            delivery.subject,
+            outcome,
         )
 
     def _dead_letter(
@@ -358,13 +365,10 @@ class Wiring:
             ),
         )
         self._record_inbox(conn, delivery, "dead_letter")
-        context = Context(
+        context = self.context(
             conn,
             delivery.envelope,
-            self.site,
-            self.service,
             delivery.envelope.traceparent or "",
-            self.publications,
             f"dead-letter:{dead_letter_id}",
         )
         context.emit(
@@ -596,3 +600,12 @@ class ExhaustedMailbox:
                 "dead letter %s on %s: %s", outcome.dead_letter_id, delivery.subject, reason
             )
             self.on_commit()
+
+
+def record_inbox(
+    conn: sqlite3.Connection, key: str, stream: str, stream_seq: int, subject: str, outcome: str
+) -> None:
+    conn.execute(
+        "INSERT OR REPLACE INTO sinew_inbox VALUES (?, ?, ?, ?, ?, ?)",
+        (key, stream, stream_seq, subject, outcome, utc_now().isoformat()),
+    )

@@ -15,7 +15,6 @@ from sinew.contracts import ops
 from sinew.contracts.envelope import utc_now
 
 from .actor import Wiring
-from .context import Context
 from .errors import Invalid
 from .store import page_of
 
@@ -144,13 +143,10 @@ def _replay_one(
         conn.execute(
             "UPDATE sinew_dead_letters SET replay_reason=? WHERE id=?", (reason, dead_letter_id)
         )
-    context = Context(
+    context = wiring.context(
         conn,
         delivery.envelope,
-        wiring.site,
-        wiring.service,
         delivery.envelope.traceparent or "",
-        wiring.publications,
         f"replay:{dead_letter_id}:{now.isoformat()}",
     )
     context.emit(

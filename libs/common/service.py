@@ -30,10 +30,17 @@ from sinew.contracts.envelope import Envelope, new_event_id, utc_now
 from sinew.contracts.ops import CommandRecorded
 
 from . import deadletters
-from .actor import ExhaustedMailbox, Handler, Mailbox, Parser, Wiring
+from .actor import (
+    ExhaustedMailbox,
+    Handler,
+    Mailbox,
+    Parser,
+    Wiring,
+    inbox_key,
+    record_inbox,
+)
 from .commands import Command, encode_arguments, keep_record, replay_handler
 from .config import Settings
-from .context import Context
 from .http import (
     PRINCIPAL,
     Tokens,
@@ -146,31 +153,15 @@ class Runtime:
             recorded_at=envelope.time,
         )
         # The key the record will have when it comes back through the mailbox: seen already.
-        inbox_key = f"{channel.family}:{command_id}"
+        key = inbox_key(channel.family, command_id)
 
         def transaction(conn):
-            context = Context(
-                conn,
-                envelope,
-                self.site,
-                self.definition.name,
-                "",
-                self.wiring.publications,
-                inbox_key,
-                config=self.wiring.config,
-            )
+            context = self.wiring.context(conn, envelope, "", key)
             result = fn(context, *args)
             keep_record(context, recorded)
             context.flush()
-            conn.execute(
-                "INSERT INTO sinew_inbox VALUES (?, ?, 0, ?, 'applied', ?)",
-                (
-                    inbox_key,
-                    self.wiring.catalogue.stream_for(channel).name,
-                    channel.subject(self.site),
-                    utc_now().isoformat(),
-                ),
-            )
+            stream = self.wiring.catalogue.stream_for(channel).name
+            record_inbox(conn, key, stream, 0, channel.subject(self.site), "applied")
             return result
 
         result = await self.store.transact(transaction)
