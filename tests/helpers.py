@@ -22,6 +22,7 @@ import nats
 from sinew.common.config import Settings
 from sinew.common.provision import DeliveryPolicy, provision
 from sinew.common.service import Runtime, ServiceDefinition, serve
+from sinew.common.testing.nats_server import stop_by_pid
 from sinew.contracts.envelope import Envelope, new_event_id, utc_now
 
 # Redeliver quickly so crash tests do not wait on production back-off.
@@ -195,14 +196,9 @@ class ServiceProcess:
         return self.process.wait(timeout=timeout)
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int | None:
-        if self.process is None or self.process.poll() is not None:
-            return self.process.returncode if self.process else None
-        os.kill(self.process.pid, sig)
-        try:
-            return self.process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            os.kill(self.process.pid, signal.SIGKILL)
-            return self.process.wait()
+        if self.process is None:
+            return None
+        return stop_by_pid(self.process, sig, timeout)
 
     @property
     def alive(self) -> bool:

@@ -5,8 +5,6 @@ started and stopped by PID."""
 from __future__ import annotations
 
 import json
-import os
-import signal
 import socket
 import subprocess
 import time
@@ -19,7 +17,7 @@ import nats
 from sinew.cli.hub import HubLayout, init_hub, join_site
 from sinew.cli.site import SiteLayout, init_site
 from sinew.common.natsconfig import PROVISIONER
-from sinew.common.testing.nats_server import nats_server_binary
+from sinew.common.testing.nats_server import nats_server_binary, stop_by_pid
 from sinew.common.topology import HUB_PROVISIONER, HubNode
 
 
@@ -70,15 +68,8 @@ class ServerProcess:
         raise RuntimeError(f"{self.name} did not become healthy in {timeout} s")
 
     def stop(self) -> None:
-        if self.process is None:
-            return
-        if self.process.poll() is None:
-            os.kill(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.kill(self.process.pid, signal.SIGKILL)
-                self.process.wait()
+        if self.process is not None:
+            stop_by_pid(self.process)
         self.process = None
 
 

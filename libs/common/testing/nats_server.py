@@ -86,15 +86,8 @@ class NatsServer:
         raise RuntimeError("nats-server did not become healthy in 15 s")
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
-        if self.process is None:
-            return
-        if self.process.poll() is None:
-            os.kill(self.process.pid, sig)
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.kill(self.process.pid, signal.SIGKILL)
-                self.process.wait()
+        if self.process is not None:
+            stop_by_pid(self.process, sig)
         self.process = None
 
     def restart(self) -> None:
@@ -106,3 +99,16 @@ class NatsServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def stop_by_pid(process: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 15.0):
+    """Signal one process we started (never by name), SIGKILL if it outlives the timeout; its
+    exit code."""
+    if process.poll() is not None:
+        return process.returncode
+    os.kill(process.pid, sig)
+    try:
+        return process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.kill(process.pid, signal.SIGKILL)
+        return process.wait()
