@@ -322,20 +322,14 @@ async def run(args: argparse.Namespace) -> None:
 
 
 async def _against_hub(args: argparse.Namespace) -> None:
-    import nats
+    from .operate import connect_as
 
-    user, password = os.environ.get("SINEW_NATS_USER"), os.environ.get("SINEW_NATS_PASSWORD")
-    wanted = HUB_PROVISIONER if args.verb == "provision" else HUB_OPERATOR
-    credentials = HubLayout(args.data).credentials
-    if user is None and credentials.exists():
-        user, password = wanted, json.loads(credentials.read_text()).get(wanted)
-    nc = await nats.connect(
+    nc = await connect_as(
         args.nats_url.split(","),
-        user=user,
-        password=password,
-        inbox_prefix=f"_INBOX_{user}" if user else "_INBOX",
-        connect_timeout=5,
-        max_reconnect_attempts=2,
+        HubLayout(args.data).credentials,
+        HUB_PROVISIONER if args.verb == "provision" else HUB_OPERATOR,
+        os.environ.get("SINEW_NATS_USER"),
+        os.environ.get("SINEW_NATS_PASSWORD"),
     )
     try:
         if args.verb == "provision":

@@ -21,8 +21,20 @@ from sinew.contracts.envelope import CE_TYPE, CORRELATION_ID, TRACEPARENT
 
 async def connect_operator(url: str, data: Path, user: str | None, password: str | None):
     credentials = data / "secrets" / "nats-credentials.json"
-    if user is None and credentials.exists():
-        user, password = OPERATOR, json.loads(credentials.read_text()).get(OPERATOR)
+    return await connect_as(url, credentials, OPERATOR, user, password)
+
+
+async def connect_as(
+    url: str | list[str],
+    credentials: Path,
+    default_user: str,
+    user: str | None,
+    password: str | None,
+):
+    """As the user given, else as `default_user` with its password from the credentials file."""
+    kept = _passwords(credentials) if user is None else None
+    if kept is not None:
+        user, password = default_user, kept.get(default_user)
     return await nats.connect(
         url,
         user=user,
@@ -32,6 +44,10 @@ async def connect_operator(url: str, data: Path, user: str | None, password: str
         connect_timeout=5,
         max_reconnect_attempts=2,
     )
+
+
+def _passwords(credentials: Path) -> dict | None:
+    return json.loads(credentials.read_text()) if credentials.exists() else None
 
 
 async def discover(nc, quiet_after: float = 0.7) -> list[dict]:
